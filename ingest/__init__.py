@@ -1,0 +1,1 @@
+"""MQTT -> TimescaleDB ingestor: lossless (ack after commit), batched COPY, loud about bad input."""

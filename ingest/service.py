@@ -1,0 +1,279 @@
+"""The ingestor process: paho network thread -> Inbox -> writer thread -> TimescaleDB -> PUBACK.
+
+Delivery: MQTT v5, QoS 1, a stable client id, a persistent session (clean_start=False and a
+session expiry) and manual acks. A message is acknowledged only after the transaction that
+holds it (or its reject record) has committed, so a crash anywhere loses nothing: the broker
+redelivers what was not acked, and the unique key (unit_id, time, seq) stores it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import start_http_server
+
+from ingest.inbox import Inbound, Inbox
+from ingest.metrics import IngestMetrics
+from ingest.writer import BatchResult, BatchWriter
+from liftwatch.contract import Limits
+from liftwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX_MESSAGES = 2000  # one COPY + INSERT + commit per ~2k messages amortises the round trips
+FLUSH_INTERVAL_S = 0.1  # bounds publish-to-commit latency when traffic is light
+RECEIVE_MAXIMUM = 3 * BATCH_MAX_MESSAGES  # unacked messages the broker may send: one batch in the
+#   database, the next filling, one in flight; paho's default of 20 would stall every batch
+INBOX_MAX_BYTES = 64 * 1024 * 1024  # memory bound on queued payloads, whatever their size
+IDLE_TICK_S = 1.0  # how often the writer does housekeeping (gap settling, registry) when idle
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # database retry delays; the last one repeats
+KEEPALIVE_S = 30
+STATS_EVERY_S = 10.0  # period of the INFO progress line
+
+
+@dataclass
+class Totals:
+    """Running counts for the progress log line and the tests."""
+
+    messages: int = 0
+    telemetry_rows: int = 0
+    event_rows: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    group: str
+    client_id: str
+
+
+def default_client_id() -> str:
+    return f"liftwatch-ingest-{socket.gethostname()}"[:64]
+
+
+class Ingestor:
+    """One ingestor replica. `run()` blocks until `stop()` (or SIGTERM via `install_signals`)."""
+
+    def __init__(self, settings: Settings, options: IngestOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.metrics = IngestMetrics()
+        self.inbox = Inbox(max_items=RECEIVE_MAXIMUM + BATCH_MAX_MESSAGES, max_bytes=INBOX_MAX_BYTES)
+        self.metrics.queue_depth.set_function(lambda: len(self.inbox))
+        self.writer = BatchWriter(
+            settings.database_url, self.metrics,
+            registry_refresh_s=settings.registry_refresh_s, gap_settle_s=settings.gap_settle_s,
+            limits=Limits(future_tolerance=timedelta(seconds=settings.future_tolerance_s)),
+        )
+        self._stop = threading.Event()
+        self._accepting = True
+        self._generation = 0
+        self._gen_lock = threading.Lock()
+        self._connected = threading.Event()
+        self.client = self._make_client()
+        self._metrics_server = None
+        self.totals = Totals()
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        ep = self.settings.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.options.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if ep.username:
+            client.username_pw_set(ep.username, ep.password)
+        if ep.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        return props
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        with self._gen_lock:
+            self._generation += 1
+        group = self.options.group
+        client.subscribe([(f"$share/{group}/lift/+/telemetry", 1), (f"$share/{group}/lift/+/event", 1)])
+        self.metrics.connected.set(1)
+        log.info("connected to broker", extra={"session_present": flags.session_present,
+                                               "client_id": self.options.client_id, "group": group})
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.error("broker refused the subscription (check the ACL)", extra={"reasons": bad})
+            return
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._gen_lock:
+            self._generation += 1  # acks for messages of the lost connection are no longer sent
+        self._connected.clear()
+        self.metrics.connected.set(0)
+        if not self._stop.is_set():
+            log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # not acked: the broker keeps it for our session and redelivers it
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)[:200]
+        self.inbox.put(Inbound(topic, message.payload, message.mid, message.qos, self._generation, time.time()))
+
+    def _ack(self, batch: list[Inbound]) -> int:
+        with self._gen_lock:
+            gen = self._generation
+        n = 0
+        for msg in batch:  # arrival order
+            if msg.qos and msg.generation == gen:
+                self.client.ack(msg.mid, msg.qos)
+                n += 1
+        return n
+
+    # --- writer -----------------------------------------------------------------------------
+
+    def _write_with_retry(self, batch: list[Inbound]) -> BatchResult | None:
+        """Commit the batch, retrying while the database is unavailable; None if stopping first."""
+        attempt = 0
+        while True:
+            try:
+                t0 = time.perf_counter()
+                result = self.writer.write(batch)
+                self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+                if attempt:
+                    log.info("database is back; batch committed", extra={"attempts": attempt + 1})
+                return result
+            except (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.UndefinedTable) as exc:
+                self.metrics.db_errors.inc()
+                self.writer.close()
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning("batch not committed; retrying (nothing acked)",
+                            extra={"error": str(exc).strip()[:200], "retry_in_s": delay, "messages": len(batch)})
+                attempt += 1
+                if self._stop.wait(delay) and attempt > 3:
+                    return None  # stopping and the database stays away: leave it unacked for redelivery
+
+    def _account(self, batch: list[Inbound], result: BatchResult) -> None:
+        m = self.metrics
+        m.received.inc(len(batch))
+        m.batch_size.observe(len(batch))
+        m.rows.labels("telemetry").inc(result.rows["telemetry"])
+        m.rows.labels("events").inc(result.rows["events"])
+        m.duplicates.inc(result.duplicates)
+        for r in result.rejects:
+            m.rejected.labels(r.reason).inc()
+        m.gaps.inc(len(result.gaps))
+        now = time.time()
+        for msg in batch:
+            m.lag_seconds.observe(now - msg.received)
+        t = self.totals
+        t.messages += result.messages
+        t.telemetry_rows += result.rows["telemetry"]
+        t.event_rows += result.rows["events"]
+        t.duplicates += result.duplicates
+        t.rejected += len(result.rejects)
+
+    def _publish_entrapments(self, result: BatchResult) -> None:
+        for e in result.entrapments:
+            self.metrics.entrapments.inc()
+            payload = orjson.dumps({"kind": "entrapment", "unit_id": e.unit_id, "event_time": e.time.isoformat(),
+                                    "seq": e.seq, "alert_id": e.alert_id, "source": "ingest",
+                                    "raised_at": datetime.now(UTC).isoformat()})
+            self.client.publish(f"alerts/{e.unit_id}", payload, qos=1)
+            log.warning("ENTRAPMENT", extra={"unit_id": e.unit_id, "event_time": e.time.isoformat(),
+                                             "alert_id": e.alert_id})
+
+    def _writer_loop(self) -> None:
+        last_stats = time.monotonic()
+        last_housekeeping = 0.0
+        while True:
+            draining = self._stop.is_set()
+            batch = self.inbox.take(BATCH_MAX_MESSAGES, FLUSH_INTERVAL_S, 0.05 if draining else IDLE_TICK_S)
+            if batch:
+                result = self._write_with_retry(batch)
+                if result is None:
+                    break
+                self._publish_entrapments(result)
+                self.metrics.acked.inc(self._ack(batch))
+                self._account(batch, result)
+            elif draining:
+                break
+            now = time.monotonic()
+            if now - last_housekeeping >= IDLE_TICK_S:
+                last_housekeeping = now
+                try:
+                    self.metrics.gaps.inc(len(self.writer.maintain()))
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self.writer.close()
+                    log.warning("housekeeping skipped: database unavailable", extra={"error": str(exc)[:200]})
+            if now - last_stats >= STATS_EVERY_S:
+                last_stats = now
+                log.info("ingest progress", extra={**self.totals.__dict__, "queue": len(self.inbox)})
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and start the network and writer threads (returns at once)."""
+        if self.settings.metrics_port:
+            self._metrics_server, _ = start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
+        ep = self.settings.mqtt
+        self.client.connect_async(ep.host, ep.port, keepalive=KEEPALIVE_S, clean_start=False,
+                                  properties=self._connect_properties())
+        self.client.loop_start()
+        self._writer = threading.Thread(target=self._writer_loop, name="liftwatch-writer", daemon=True)
+        self._writer.start()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once connected and subscribed."""
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop taking messages, commit and ack what was taken, disconnect (session kept)."""
+        self._accepting = False
+        self._stop.set()
+        if getattr(self, "_writer", None) is not None:
+            self._writer.join()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.writer.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        log.info("ingestor stopped", extra=dict(self.totals.__dict__))
+
+    def run(self) -> None:
+        """Start, then block until SIGTERM/SIGINT, then stop cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        while not self._stop.wait(0.5):
+            if not self._writer.is_alive():
+                log.error("writer thread died; stopping")
+                break
+        self.stop()

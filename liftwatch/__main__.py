@@ -1,0 +1,3 @@
+from liftwatch.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""`liftwatch` — one command line for every Liftwatch process. Commands are thin wrappers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from liftwatch import __version__
+from liftwatch.errors import LiftwatchError
+from liftwatch.settings import get_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="liftwatch")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING… (default: LIFTWATCH_LOG_LEVEL or INFO)")
+@click.option("--log-json", is_flag=True, default=None, help="one JSON object per log line")
+def cli(log_level: str | None, log_json: bool | None) -> None:
+    """Liftwatch: elevator telemetry over MQTT into TimescaleDB, and paperless maintenance.
+
+    Configuration comes from LIFTWATCH_* environment variables; the important ones are
+    LIFTWATCH_DATABASE_URL (postgresql://…) and LIFTWATCH_MQTT_URL (mqtt://[user:pass@]host:port).
+    Run `liftwatch COMMAND --help` for each command.
+    """
+    from liftwatch.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(log_level or settings.log_level, as_json=bool(log_json or settings.log_json))
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+@cli.group()
+def db() -> None:
+    """Database schema: migrate and inspect."""
+
+
+@db.command("migrate")
+@click.option("--no-create", is_flag=True, help="do not create the database if it is missing")
+def db_migrate(no_create: bool) -> None:
+    """Apply pending migrations (safe to run twice, and from several processes at once).
+
+    Creates the database named in LIFTWATCH_DATABASE_URL when it does not exist yet, and
+    refuses to start when the timescaledb extension is missing or not preloaded.
+    """
+    from liftwatch import db as dbmod
+
+    applied = dbmod.migrate(get_settings().database_url, create_database=not no_create)
+    if applied:
+        for m in applied:
+            click.echo(f"applied {m.version:04d}_{m.name}")
+    else:
+        click.echo("schema is up to date")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Show applied and pending migrations."""
+    from liftwatch import db as dbmod
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        done = set(dbmod.applied_versions(conn))
+    for m in dbmod.load_migrations():
+        click.echo(f"{'applied' if m.version in done else 'PENDING'}  {m.version:04d}_{m.name}")
+
+
+# --- units ------------------------------------------------------------------------------------
+
+def _units_import_help() -> str:
+    from liftwatch.registry import columns_help
+
+    return (
+        "Import (upsert by unit_id) the units in a CSV file ('-' for stdin).\n\n"
+        "The whole file is applied in one transaction: a bad row is reported with its line\n"
+        "number and nothing of the file is applied. Sites and companies named in a row are\n"
+        "created or updated too.\n\n\b\nColumns:\n" + columns_help()
+    )
+
+
+@cli.group()
+def units() -> None:
+    """The unit registry (elevators, their sites and companies)."""
+
+
+@units.command("import", help=_units_import_help())
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+def units_import(file) -> None:
+    from liftwatch import db as dbmod
+    from liftwatch.registry import import_units
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        result = import_units(conn, file)
+    click.echo(
+        f"{result.rows} rows: {result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged"
+    )
+
+
+@units.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="file (default: stdout)")
+def units_export(output: Path | None) -> None:
+    """Write every unit as CSV in the import format (a round trip changes nothing)."""
+    from liftwatch import db as dbmod
+    from liftwatch.registry import export_units
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        if output is None:
+            n = export_units(conn, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                n = export_units(conn, fh)
+    click.echo(f"exported {n} units", err=True)
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+@cli.command("ingest")
+@click.option("--group", default=None, help="shared-subscription group (default: LIFTWATCH_INGEST_GROUP or 'ingest')")
+@click.option("--client-id", default=None,
+              help="stable MQTT client id; each replica needs its own (default: LIFTWATCH_INGEST_CLIENT_ID "
+                   "or liftwatch-ingest-<hostname>)")
+def ingest_cmd(group: str | None, client_id: str | None) -> None:
+    """Consume lift/+/telemetry and lift/+/event over MQTT and write them into TimescaleDB.
+
+    Acknowledges each message only after its batch has committed (nothing is lost on a crash;
+    redeliveries are stored once). Bad messages are recorded in rejected_messages with a
+    reason. Replicas in one --group share the load. Stops cleanly on SIGTERM/Ctrl-C.
+    Prometheus metrics on LIFTWATCH_METRICS_PORT (default 9464, 0 disables).
+    """
+    from ingest.service import IngestOptions, Ingestor, default_client_id
+
+    settings = get_settings()
+    options = IngestOptions(
+        group=group or settings.ingest_group,
+        client_id=client_id or settings.ingest_client_id or default_client_id(),
+    )
+    Ingestor(settings, options).run()
+
+
+@cli.command("rejects")
+@click.option("--since", default="24 hours", show_default=True, help="PostgreSQL interval to look back")
+def rejects_cmd(since: str) -> None:
+    """Summarise rejected messages by reason and unit (which devices are misconfigured)."""
+    from liftwatch import db as dbmod
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        rows = conn.execute(
+            """SELECT reason, COALESCE(unit_id, '(unparseable topic)'), count(*), max(received_at),
+                      (array_agg(detail ORDER BY received_at DESC))[1]
+                 FROM rejected_messages WHERE received_at > now() - %s::interval
+                GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 200""",
+            (since,),
+        ).fetchall()
+    if not rows:
+        click.echo(f"no rejected messages in the last {since}")
+        return
+    click.echo(f"{'reason':<16} {'unit':<24} {'count':>7}  last seen                  last detail")
+    for reason, unit, count, last, detail in rows:
+        click.echo(f"{reason:<16} {unit[:24]:<24} {count:>7}  {last:%Y-%m-%d %H:%M:%S%z}  {detail[:60]}")
+
+
+def main() -> None:
+    """Console-script entry point: a LiftwatchError becomes its message and exit code 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except LiftwatchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # settings validation and friends: say it plainly
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            click.echo(f"error: invalid configuration:\n{exc}", err=True)
+            sys.exit(1)
+        raise

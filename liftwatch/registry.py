@@ -1,0 +1,266 @@
+"""Registry CSV import/export: one flat row per unit, as city equipment archives are kept.
+
+Import upserts by unit_id (and the site and companies a row names), all in one transaction:
+a bad row is reported with its line number and nothing of the file is applied.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, TextIO
+
+import psycopg
+
+from liftwatch.contract import UNIT_ID_RE
+from liftwatch.errors import ImportFileError
+
+UNIT_KINDS = ("traction", "hydraulic", "escalator", "moving_walk")
+UNIT_STATUSES = ("in_service", "out_of_service", "suspended", "decommissioned")
+
+
+def _text(v: str) -> str | None:
+    return v.strip() or None
+
+
+def _ident(v: str) -> str | None:
+    v = v.strip()
+    if not v:
+        return None
+    if not UNIT_ID_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid id (letters, digits, _ and -, at most 64)")
+    return v
+
+
+def _date(v: str) -> date | None:
+    v = v.strip()
+    if not v:
+        return None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+        raise ValueError(f"{v!r} is not a date (YYYY-MM-DD)")
+    return date.fromisoformat(v)
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int | None]:
+    def conv(v: str) -> int | None:
+        v = v.strip()
+        if not v:
+            return None
+        if not re.fullmatch(r"-?\d+", v) or not lo <= int(v) <= hi:
+            raise ValueError(f"{v!r} is not an integer in [{lo}, {hi}]")
+        return int(v)
+    return conv
+
+
+def _decimal_in(lo: float, hi: float) -> Callable[[str], Decimal | None]:
+    def conv(v: str) -> Decimal | None:
+        v = v.strip()
+        if not v:
+            return None
+        try:
+            d = Decimal(v)
+        except InvalidOperation:
+            raise ValueError(f"{v!r} is not a number") from None
+        if not d.is_finite() or not lo <= d <= hi:
+            raise ValueError(f"{v!r} is outside [{lo}, {hi}]")
+        return d
+    return conv
+
+
+def _choice(options: tuple[str, ...], default: str | None = None) -> Callable[[str], str | None]:
+    def conv(v: str) -> str | None:
+        v = v.strip()
+        if not v:
+            return default
+        if v not in options:
+            raise ValueError(f"{v!r} is not one of {', '.join(options)}")
+        return v
+    return conv
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    convert: Callable[[str], Any]
+    required: bool
+    doc: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("unit_id", _ident, True, "unit id used in MQTT topics (e.g. the 20-digit equipment code)"),
+    Column("registration_code", _text, False, "使用登记证编号; empty = not registered"),
+    Column("kind", _choice(UNIT_KINDS), True, "traction | hydraulic | escalator | moving_walk"),
+    Column("site_id", _ident, True, "site code; the site is created or updated from the next columns"),
+    Column("site_name", _text, True, "site (building) name"),
+    Column("address", _text, False, "street address"),
+    Column("district", _text, False, "district (区)"),
+    Column("city", _text, False, "city"),
+    Column("lat", _decimal_in(-90, 90), False, "latitude, WGS84 degrees"),
+    Column("lon", _decimal_in(-180, 180), False, "longitude, WGS84 degrees"),
+    Column("maintenance_company_id", _ident, False, "maintenance unit (维保单位) code"),
+    Column("maintenance_company_name", _text, False, "its name (needed the first time the code appears)"),
+    Column("user_unit_id", _ident, False, "user unit (使用单位) code"),
+    Column("user_unit_name", _text, False, "its name (needed the first time the code appears)"),
+    Column("model", _text, False, "manufacturer's model"),
+    Column("installed_on", _date, False, "YYYY-MM-DD"),
+    Column("floors", _int_in(1, 300), False, "number of landings served"),
+    Column("rated_speed_mps", _decimal_in(0.01, 999), False, "rated speed, m/s"),
+    Column("rated_load_kg", _int_in(1, 100000), False, "rated load, kg"),
+    Column("last_inspection_on", _date, False, "last periodic inspection, YYYY-MM-DD"),
+    Column("next_inspection_due", _date, False, "inspection certificate valid until, YYYY-MM-DD"),
+    Column("status", _choice(UNIT_STATUSES, "in_service"), False, "in_service (default) | out_of_service | suspended | decommissioned"),
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+
+def _parse_rows(stream: TextIO) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(stream)
+    header = reader.fieldnames or []
+    missing = [c.name for c in COLUMNS if c.required and c.name not in header]
+    if missing:
+        raise ImportFileError(f"header lacks required column(s): {', '.join(missing)}", line=1)
+    unknown = [h for h in header if h not in COLUMN_NAMES]
+    if unknown:
+        raise ImportFileError(f"unknown column(s): {', '.join(unknown)} (see `liftwatch units import --help`)", line=1)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            raise ImportFileError("more fields than the header has", line=line)
+        row: dict[str, Any] = {}
+        for col in COLUMNS:
+            value = raw.get(col.name) or ""
+            try:
+                row[col.name] = col.convert(value)
+            except ValueError as exc:
+                raise ImportFileError(f"column {col.name}: {exc}", line=line) from None
+            if col.required and row[col.name] is None:
+                raise ImportFileError(f"column {col.name} is required", line=line)
+        if row["unit_id"] in seen:
+            raise ImportFileError(f"unit_id {row['unit_id']} already on line {seen[row['unit_id']]}", line=line)
+        seen[row["unit_id"]] = line
+        if (row["last_inspection_on"] and row["next_inspection_due"]
+                and row["next_inspection_due"] < row["last_inspection_on"]):
+            raise ImportFileError("next_inspection_due is before last_inspection_on", line=line)
+        rows.append((line, row))
+    return rows
+
+
+_UPSERT_COMPANY = """
+INSERT INTO companies (company_id, name, kind) VALUES (%(id)s, COALESCE(%(name)s, %(id)s), %(kind)s)
+ON CONFLICT (company_id) DO UPDATE
+   SET name = COALESCE(%(name)s, companies.name), updated_at = now()
+ WHERE %(name)s IS NOT NULL AND companies.name IS DISTINCT FROM %(name)s
+RETURNING kind"""
+
+_UPSERT_SITE = """
+INSERT INTO sites (site_id, name, address, district, city, lat, lon)
+VALUES (%(site_id)s, %(site_name)s, COALESCE(%(address)s, ''), COALESCE(%(district)s, ''),
+        COALESCE(%(city)s, ''), %(lat)s, %(lon)s)
+ON CONFLICT (site_id) DO UPDATE SET
+    name = EXCLUDED.name, address = EXCLUDED.address, district = EXCLUDED.district,
+    city = EXCLUDED.city, lat = EXCLUDED.lat, lon = EXCLUDED.lon, updated_at = now()
+WHERE (sites.name, sites.address, sites.district, sites.city, sites.lat, sites.lon)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.address, EXCLUDED.district, EXCLUDED.city, EXCLUDED.lat, EXCLUDED.lon)"""
+
+_UNIT_FIELDS = ("unit_id", "registration_code", "site_id", "kind", "maintenance_company_id", "user_unit_id",
+                "model", "installed_on", "floors", "rated_speed_mps", "rated_load_kg", "last_inspection_on",
+                "next_inspection_due", "status")
+# built from the constant field list above, never from input
+_UPSERT_UNIT = (
+    f"INSERT INTO units ({', '.join(_UNIT_FIELDS)}) VALUES ({', '.join(f'%({f})s' for f in _UNIT_FIELDS)})\n"  # noqa: S608
+    "ON CONFLICT (unit_id) DO UPDATE SET "
+    + ", ".join(f"{f} = EXCLUDED.{f}" for f in _UNIT_FIELDS[1:])
+    + ", updated_at = now()\nWHERE (" + ", ".join(f"units.{f}" for f in _UNIT_FIELDS[1:])
+    + ") IS DISTINCT FROM (" + ", ".join(f"EXCLUDED.{f}" for f in _UNIT_FIELDS[1:]) + ")\n"
+    "RETURNING (xmax = 0) AS inserted"
+)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def import_units(conn: psycopg.Connection, stream: TextIO) -> ImportResult:
+    """Upsert every row of a units CSV in one transaction, or nothing at all."""
+    rows = _parse_rows(stream)
+    inserted = updated = 0
+    with conn.transaction():
+        with conn.cursor() as cur:
+            for line, row in rows:
+                try:
+                    for kind, id_key, name_key in (("maintenance", "maintenance_company_id", "maintenance_company_name"),
+                                                   ("user_unit", "user_unit_id", "user_unit_name")):
+                        if row[id_key]:
+                            cur.execute(_UPSERT_COMPANY, {"id": row[id_key], "name": row[name_key], "kind": kind})
+                            got = cur.fetchone()
+                            if got is None:
+                                got = conn.execute("SELECT kind FROM companies WHERE company_id = %s",
+                                                   (row[id_key],)).fetchone()
+                            if got[0] != kind:
+                                raise ImportFileError(
+                                    f"{id_key} {row[id_key]} is registered as a {got[0]} company, not {kind}", line=line)
+                    cur.execute(_UPSERT_SITE, row)
+                    cur.execute(_UPSERT_UNIT, row)
+                    result = cur.fetchone()
+                except psycopg.errors.UniqueViolation as exc:
+                    raise ImportFileError(f"conflicts with an existing record: {exc.diag.message_detail}", line=line) from None
+                except psycopg.errors.IntegrityError as exc:
+                    raise ImportFileError(f"rejected by the database: {exc.diag.message_primary}", line=line) from None
+                if result is not None:
+                    inserted += bool(result[0])
+                    updated += not result[0]
+    return ImportResult(len(rows), inserted, updated, len(rows) - inserted - updated)
+
+
+_EXPORT = """
+SELECT u.unit_id, u.registration_code, u.kind, s.site_id, s.name, NULLIF(s.address, ''), NULLIF(s.district, ''),
+       NULLIF(s.city, ''), s.lat, s.lon, u.maintenance_company_id, mc.name, u.user_unit_id, uu.name, u.model,
+       u.installed_on, u.floors, u.rated_speed_mps, u.rated_load_kg, u.last_inspection_on,
+       u.next_inspection_due, u.status
+  FROM units u JOIN sites s USING (site_id)
+  LEFT JOIN companies mc ON mc.company_id = u.maintenance_company_id
+  LEFT JOIN companies uu ON uu.company_id = u.user_unit_id
+ ORDER BY u.unit_id"""
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def export_units(conn: psycopg.Connection, out: TextIO) -> int:
+    """Write every unit as a CSV that `import_units` reads back unchanged; return the row count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMN_NAMES)
+    n = 0
+    for row in conn.execute(_EXPORT):
+        writer.writerow([_cell(v) for v in row])
+        n += 1
+    return n
+
+
+def columns_help() -> str:
+    """The CSV columns, for --help and the README."""
+    buf = io.StringIO()
+    for c in COLUMNS:
+        buf.write(f"  {c.name}{' (required)' if c.required else ''}: {c.doc}\n")
+    return buf.getvalue()
+
+
+def iter_unit_ids(conn: psycopg.Connection) -> Iterable[str]:
+    """Every registered unit id (the ingestor's registry cache)."""
+    return (r[0] for r in conn.execute("SELECT unit_id FROM units"))

@@ -1,0 +1,117 @@
+"""One Settings object for every Liftwatch process, read from LIFTWATCH_* environment variables.
+
+Build it with `get_settings()` (cached) rather than at import time, so tests and the CLI can
+override the environment first and call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Passwords that ship in examples, compose files and docs. Refused outside development.
+KNOWN_DEFAULT_PASSWORDS = frozenset({"postgres", "liftwatch", "password", "changeme", "change-me", "secret"})
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """The broker address and credentials parsed from `LIFTWATCH_MQTT_URL`."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def parse_mqtt_url(url: str) -> MqttEndpoint:
+    """Parse mqtt://[user:pass@]host[:port] (mqtts:// for TLS); raise ValueError naming the problem."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL has no host: {url!r}")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError as exc:  # a non-numeric port
+        raise ValueError(f"MQTT URL has a bad port: {url!r}") from exc
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "mqtts",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment: LIFTWATCH_<FIELD> (e.g. LIFTWATCH_DATABASE_URL)."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFTWATCH_", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development allows the local defaults; anything else refuses them"
+    )
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/liftwatch", description="PostgreSQL/TimescaleDB DSN"
+    )
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host:port")
+    log_level: str = "INFO"
+    log_json: bool = Field(False, description="emit one JSON object per log line")
+
+    # ingest
+    ingest_group: str = Field("ingest", description="shared-subscription group name")
+    ingest_client_id: str | None = Field(None, description="stable MQTT client id; default derived from host name")
+    ingest_session_expiry_s: int = Field(
+        7 * 24 * 3600, description="how long the broker keeps our session (and backlog) while we are away"
+    )
+    metrics_port: int = Field(9464, description="Prometheus metrics port for the ingestor; 0 disables")
+    registry_refresh_s: float = Field(30.0, description="how often the ingestor reloads the unit registry")
+    gap_settle_s: float = Field(
+        30.0, description="how long a seq hole may stay open (out-of-order delivery) before it is recorded as a gap"
+    )
+    future_tolerance_s: float = Field(300.0, description="ts further than this in the future is rejected")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_dsn(cls, v: str) -> str:
+        scheme = urlsplit(v).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"LIFTWATCH_DATABASE_URL must be a postgresql:// DSN, got scheme {scheme!r}")
+        return v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt(cls, v: str) -> str:
+        parse_mqtt_url(v)
+        return v
+
+    @model_validator(mode="after")
+    def _refuse_defaults_outside_development(self) -> Settings:
+        if self.env == "development":
+            return self
+        problems = []
+        db_pw = urlsplit(self.database_url).password
+        if not db_pw or unquote(db_pw) in KNOWN_DEFAULT_PASSWORDS:
+            problems.append("LIFTWATCH_DATABASE_URL needs a real password (not empty, not a documented default)")
+        mqtt = self.mqtt
+        if not mqtt.password or mqtt.password in KNOWN_DEFAULT_PASSWORDS:
+            problems.append("LIFTWATCH_MQTT_URL needs a user and a real password")
+        if problems:
+            raise ValueError(f"refusing default credentials with LIFTWATCH_ENV={self.env}: " + "; ".join(problems))
+        return self
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        return parse_mqtt_url(self.mqtt_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return Settings()
