@@ -21,7 +21,11 @@ class IngestMetrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r)
         self.commit_seconds = Histogram(p + "commit_seconds", "time to write and commit one batch",
                                         buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5), registry=r)
-        self.lag_seconds = Histogram(p + "publish_to_commit_seconds", "device ts to commit, per message",
-                                     buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 300), registry=r)
+        lag_buckets = (.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 300)
+        self.lag_seconds = Histogram(p + "publish_to_commit_seconds",
+                                     "device ts to commit, per accepted message (includes clock skew and backlog)",
+                                     buckets=lag_buckets, registry=r)
+        self.receive_lag_seconds = Histogram(p + "receive_to_commit_seconds", "receipt from the broker to commit",
+                                             buckets=lag_buckets, registry=r)
         self.queue_depth = Gauge(p + "queue_depth", "messages waiting for the writer", registry=r)
         self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)

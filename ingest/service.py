@@ -192,7 +192,9 @@ class Ingestor:
         m.gaps.inc(len(result.gaps))
         now = time.time()
         for msg in batch:
-            m.lag_seconds.observe(now - msg.received)
+            m.receive_lag_seconds.observe(now - msg.received)
+        for t in result.published:
+            m.lag_seconds.observe(now - t)
         t = self.totals
         t.messages += result.messages
         t.telemetry_rows += result.rows["telemetry"]

@@ -102,6 +102,7 @@ class BatchResult:
     rejects: list[Reject] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     entrapments: list[Entrapment] = field(default_factory=list)
+    published: list[float] = field(default_factory=list)  # device ts per accepted message
 
 
 class Registry:
@@ -169,15 +170,14 @@ class BatchWriter:
 
     # --- validation ---------------------------------------------------------------------------
 
-    def _parse(self, batch: list[Inbound]) -> tuple[list[tuple], list[tuple], list[Reject], list[int]]:
+    def _parse(self, batch: list[Inbound]) -> tuple[list[tuple], list[tuple], list[Reject], list[float]]:
         tel: list[tuple] = []
         ev: list[tuple] = []
         rejects: list[Reject] = []
-        owners: list[int] = []  # index in batch of each telemetry row, then of each event row
-        ev_owners: list[int] = []
+        published: list[float] = []  # device ts of each accepted message's newest sample (lag metric)
         now = datetime.now(UTC)
         units = self.registry.units
-        for i, msg in enumerate(batch):
+        for msg in batch:
             unit_id = Topic.unit_from(msg.topic)
             try:
                 topic = Topic.parse(msg.topic)
@@ -193,17 +193,16 @@ class BatchWriter:
                 if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:
                     self._count_unknown(unit_id)
                 continue
+            published.append(samples[-1].time.timestamp())
             if isinstance(samples[0], Telemetry):
                 for s in samples:
                     tel.append((s.time, s.unit_id, s.seq, s.mode, s.floor, s.direction, s.moving, s.door,
                                 s.door_zone, s.passengers, s.speed_mps, s.load_pct, s.vibration_mg,
                                 s.motor_temp_c, s.leveling_mm, s.door_close_ms, s.run_count, s.run_hours, s.extra))
-                    owners.append(i)
             else:
                 for s in samples:
                     ev.append((s.time, s.unit_id, s.seq, s.code, s.state, s.source_code, s.detail))
-                    ev_owners.append(i)
-        return tel, ev, rejects, owners + ev_owners
+        return tel, ev, rejects, published
 
     def _count_unknown(self, unit_id: str) -> None:
         n = self.unknown_units[unit_id] = self.unknown_units[unit_id] + 1
@@ -214,9 +213,11 @@ class BatchWriter:
 
     def write(self, batch: list[Inbound]) -> BatchResult:
         """Write a batch in one transaction (splitting around poison messages); commit; return."""
-        tel, ev, rejects, _ = self._parse(batch)
+        tel, ev, rejects, published = self._parse(batch)
         try:
-            return self._commit(batch, tel, ev, rejects)
+            result = self._commit(batch, tel, ev, rejects)
+            result.published = published
+            return result
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(batch) == 1:
                 detail = f"database refused it: {exc.diag.message_primary or exc}"[:500]
@@ -310,4 +311,5 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
         rejects=a.rejects + b.rejects,
         gaps=a.gaps + b.gaps,
         entrapments=a.entrapments + b.entrapments,
+        published=a.published + b.published,
     )

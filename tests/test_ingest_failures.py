@@ -123,5 +123,6 @@ def test_metrics_endpoint_counts(db_url: str, mqtt_url: str) -> None:
     assert 'liftwatch_ingest_rows_written_total{table="telemetry"} 30.0' in text
     assert 'liftwatch_ingest_rejected_total{reason="invalid_json"} 1.0' in text
     assert "liftwatch_ingest_messages_received_total 31.0" in text
-    assert "liftwatch_ingest_publish_to_commit_seconds_count 31.0" in text
+    assert "liftwatch_ingest_publish_to_commit_seconds_count 30.0" in text
+    assert "liftwatch_ingest_receive_to_commit_seconds_count 31.0" in text
     assert "liftwatch_ingest_queue_depth" in text
