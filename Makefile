@@ -31,7 +31,7 @@ services:
 setup: venv services
 
 lint: venv
-	$(BIN)/ruff check liftwatch ingest maintenance analytics simulators tests bench
+	$(BIN)/ruff check liftwatch ingest maintenance analytics simulators tests bench scripts
 
 test: setup lint
 	$(BIN)/pytest $(PYTEST_ARGS)

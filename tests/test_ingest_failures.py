@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from helpers import Publisher, count, publish, register_units, telemetry_messages, wait_stable, wait_until
+from helpers import (
+    Publisher,
+    count,
+    publish,
+    register_units,
+    telemetry_messages,
+    wait_stable,
+    wait_until,
+)
 
 from ingest.service import IngestOptions, Ingestor
 from liftwatch import db as dbmod
