@@ -195,13 +195,9 @@ class BatchWriter:
                 continue
             published.append(samples[-1].time.timestamp())
             if isinstance(samples[0], Telemetry):
-                for s in samples:
-                    tel.append((s.time, s.unit_id, s.seq, s.mode, s.floor, s.direction, s.moving, s.door,
-                                s.door_zone, s.passengers, s.speed_mps, s.load_pct, s.vibration_mg,
-                                s.motor_temp_c, s.leveling_mm, s.door_close_ms, s.run_count, s.run_hours, s.extra))
+                tel.extend(s.as_row() for s in samples)
             else:
-                for s in samples:
-                    ev.append((s.time, s.unit_id, s.seq, s.code, s.state, s.source_code, s.detail))
+                ev.extend(s.as_row() for s in samples)
         return tel, ev, rejects, published
 
     def _count_unknown(self, unit_id: str) -> None:

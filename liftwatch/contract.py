@@ -120,6 +120,12 @@ class Telemetry:
                "passengers", "speed_mps", "load_pct", "vibration_mg", "motor_temp_c", "leveling_mm",
                "door_close_ms", "run_count", "run_hours", "extra")
 
+    def as_row(self) -> tuple:
+        """The `telemetry` row (COLUMNS order) the ingestor writes for this sample."""
+        return (self.time, self.unit_id, self.seq, self.mode, self.floor, self.direction, self.moving, self.door,
+                self.door_zone, self.passengers, self.speed_mps, self.load_pct, self.vibration_mg,
+                self.motor_temp_c, self.leveling_mm, self.door_close_ms, self.run_count, self.run_hours, self.extra)
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON object a device publishes for this sample."""
         out: dict[str, Any] = {"v": SCHEMA_VERSION, "ts": format_ts(self.time), "seq": self.seq}
@@ -145,6 +151,10 @@ class Event:
     detail: dict[str, Any] | None = field(default=None)
 
     COLUMNS = ("time", "unit_id", "seq", "code", "state", "source_code", "detail")
+
+    def as_row(self) -> tuple:
+        """The `events` row (COLUMNS order) the ingestor writes for this event."""
+        return (self.time, self.unit_id, self.seq, self.code, self.state, self.source_code, self.detail)
 
     def to_payload(self) -> dict[str, Any]:
         out: dict[str, Any] = {"v": SCHEMA_VERSION, "ts": format_ts(self.time), "seq": self.seq,
