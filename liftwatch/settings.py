@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Passwords that ship in examples, compose files and docs. Refused outside development.
+DEV_JWT_SECRET = "liftwatch-development-only-secret-do-not-use"
 KNOWN_DEFAULT_PASSWORDS = frozenset({"postgres", "liftwatch", "password", "changeme", "change-me", "secret"})
 
 
@@ -77,6 +78,15 @@ class Settings(BaseSettings):
     )
     future_tolerance_s: float = Field(300.0, description="ts further than this in the future is rejected")
 
+    # api
+    api_host: str = Field("127.0.0.1", description="address `liftwatch api` listens on")
+    api_port: int = Field(8000, description="port `liftwatch api` listens on")
+    jwt_secret: str = Field(DEV_JWT_SECRET, description="HMAC key for access tokens (32+ random bytes in production)")
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="lifetime of an access token")
+    signature_clock_skew_s: float = Field(300.0, description="how far a signature's signed_at may be from the server clock")
+    max_body_bytes: int = Field(256 * 1024, description="largest request body the API accepts")
+    api_pool_size: int = Field(10, ge=1, description="database connections of the API process")
+
     @field_validator("database_url")
     @classmethod
     def _check_dsn(cls, v: str) -> str:
@@ -102,6 +112,8 @@ class Settings(BaseSettings):
         mqtt = self.mqtt
         if not mqtt.password or mqtt.password in KNOWN_DEFAULT_PASSWORDS:
             problems.append("LIFTWATCH_MQTT_URL needs a user and a real password")
+        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
+            problems.append("LIFTWATCH_JWT_SECRET must be set to at least 32 random characters")
         if problems:
             raise ValueError(f"refusing default credentials with LIFTWATCH_ENV={self.env}: " + "; ".join(problems))
         return self

@@ -19,10 +19,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-REQUIRED_VARS = ("LIFTWATCH_DB_PASSWORD", "LIFTWATCH_MQTT_INGEST_PASSWORD")
+REQUIRED_VARS = ("LIFTWATCH_DB_PASSWORD", "LIFTWATCH_MQTT_INGEST_PASSWORD", "LIFTWATCH_JWT_SECRET")
 DUMMY = {
     "LIFTWATCH_DB_PASSWORD": "dummy-db-pw-7f3a",
     "LIFTWATCH_MQTT_INGEST_PASSWORD": "dummy-mqtt-pw-91c2",
+    "LIFTWATCH_JWT_SECRET": "dummy-jwt-secret-0123456789abcdef0123",
 }
 
 # JSON from YAML, run by the interpreter docker-compose v1 itself runs on (it depends on PyYAML).

@@ -38,6 +38,9 @@ def test_default_credentials_refused_outside_development() -> None:
     with pytest.raises(ValidationError, match="MQTT"):
         Settings(env="production", database_url="postgresql://lw:Xk3-long-random@db/liftwatch",
                  mqtt_url="mqtt://broker:1883")
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        Settings(env="production", database_url="postgresql://lw:Xk3-long-random@db/liftwatch",
+                 mqtt_url="mqtt://ingest:Xk3-long-random@broker:1883")
     ok = Settings(env="production", database_url="postgresql://lw:Xk3-long-random@db/liftwatch",
-                  mqtt_url="mqtt://ingest:Xk3-long-random@broker:1883")
+                  mqtt_url="mqtt://ingest:Xk3-long-random@broker:1883", jwt_secret="k" * 40)
     assert ok.env == "production"
