@@ -1,0 +1,1 @@
+"""Statutory maintenance checklists as versioned data files (see README.md here)."""
