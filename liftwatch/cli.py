@@ -159,6 +159,111 @@ def rejects_cmd(since: str) -> None:
         click.echo(f"{reason:<16} {unit[:24]:<24} {count:>7}  {last:%Y-%m-%d %H:%M:%S%z}  {detail[:60]}")
 
 
+# --- maintenance ----------------------------------------------------------------------------------
+
+@cli.command("api")
+@click.option("--host", default=None, help="listen address (default: LIFTWATCH_API_HOST or 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default: LIFTWATCH_API_PORT or 8000)")
+def api_cmd(host: str | None, port: int | None) -> None:
+    """Serve the JSON API (/api/v1, OpenAPI docs at /docs) and the web pages."""
+    import uvicorn
+
+    from maintenance.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_config=None, proxy_headers=False)
+
+
+@cli.group()
+def users() -> None:
+    """Accounts (people who log in)."""
+
+
+@users.command("add")
+@click.option("--username", required=True, help="login name")
+@click.option("--name", required=True, help="printed name (appears in signatures)")
+@click.option("--role", required=True, type=click.Choice(["admin", "supervisor", "company_manager", "technician", "user_unit"]))
+@click.option("--company", default=None, help="company id (required for all roles but admin and supervisor)")
+@click.option("--certificate", default=None, help="technician's certificate number (特种设备作业人员证)")
+@click.option("--password-stdin", is_flag=True, required=True, help="read the password from standard input")
+def users_add(username: str, name: str, role: str, company: str | None, certificate: str | None,
+              password_stdin: bool) -> None:
+    """Create a person and their login. The password is read from stdin, never from argv."""
+    from psycopg.rows import dict_row
+
+    from liftwatch import db as dbmod
+    from maintenance.auth import add_user
+
+    password = sys.stdin.readline().rstrip("\n")
+    with dbmod.connect(get_settings().database_url, row_factory=dict_row) as conn:
+        user_id, person_id = add_user(conn, username=username, name=name, role=role, company_id=company,
+                                      password=password, certificate_no=certificate)
+    click.echo(f"user {username} created (user_id {user_id}, person_id {person_id}, role {role})")
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys for the CLI (browsers make their own)."""
+
+
+@keys.command("new")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def keys_new(path: Path) -> None:
+    """Generate an Ed25519 private key in PATH (mode 0600, never overwritten) and print the
+    base64url public key to enrol with POST /api/v1/keys."""
+    from liftwatch import esign
+
+    try:
+        raw = esign.new_key_file(path)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; refusing to overwrite a key") from None
+    click.echo(esign.b64url(raw))
+
+
+@cli.group()
+def ledger() -> None:
+    """The hash-chained signature ledger."""
+
+
+@ledger.command("verify")
+def ledger_verify() -> None:
+    """Re-check every signature, record hash and chain link; name the first bad entry (exit 1)."""
+    from liftwatch import db as dbmod
+    from maintenance.ledger import verify
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        report = verify(conn)
+    if report.ok:
+        click.echo(f"ledger OK: {report.entries} entries, every signature and link verified")
+        return
+    click.echo(f"LEDGER BROKEN at entry {report.first_bad_seq}: {report.problem}", err=True)
+    for p in report.problems[1:20]:
+        click.echo(f"  also: {p}", err=True)
+    sys.exit(1)
+
+
+@cli.group()
+def maintenance() -> None:
+    """Maintenance plans and work orders."""
+
+
+@maintenance.command("schedule")
+def maintenance_schedule() -> None:
+    """Create the four statutory plans for every unit that has a checklist, and the next work
+    order of each plan that has none waiting (safe to run any number of times)."""
+    from psycopg.rows import dict_row
+
+    from liftwatch import db as dbmod
+    from maintenance.schedule import schedule
+
+    with dbmod.connect(get_settings().database_url, row_factory=dict_row) as conn:
+        r = schedule(conn)
+    click.echo(f"{r.plans_created} plans and {r.orders_created} work orders created"
+               + (f"; {r.units_without_checklist} units have no checklist yet (escalators, hydraulic)"
+                  if r.units_without_checklist else ""))
+
+
 def main() -> None:
     """Console-script entry point: a LiftwatchError becomes its message and exit code 1."""
     try:

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from liftwatch.contract import UNIT_ID_RE
 from liftwatch.errors import ImportFileError
@@ -196,7 +197,7 @@ def import_units(conn: psycopg.Connection, stream: TextIO) -> ImportResult:
     rows = _parse_rows(stream)
     inserted = updated = 0
     with conn.transaction():
-        with conn.cursor() as cur:
+        with conn.cursor(row_factory=tuple_row) as cur:
             for line, row in rows:
                 try:
                     for kind, id_key, name_key in (("maintenance", "maintenance_company_id", "maintenance_company_name"),
@@ -205,8 +206,8 @@ def import_units(conn: psycopg.Connection, stream: TextIO) -> ImportResult:
                             cur.execute(_UPSERT_COMPANY, {"id": row[id_key], "name": row[name_key], "kind": kind})
                             got = cur.fetchone()
                             if got is None:
-                                got = conn.execute("SELECT kind FROM companies WHERE company_id = %s",
-                                                   (row[id_key],)).fetchone()
+                                got = cur.execute("SELECT kind FROM companies WHERE company_id = %s",
+                                                  (row[id_key],)).fetchone()
                             if got[0] != kind:
                                 raise ImportFileError(
                                     f"{id_key} {row[id_key]} is registered as a {got[0]} company, not {kind}", line=line)
@@ -247,7 +248,7 @@ def export_units(conn: psycopg.Connection, out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMN_NAMES)
     n = 0
-    for row in conn.execute(_EXPORT):
+    for row in conn.cursor(row_factory=tuple_row).execute(_EXPORT):
         writer.writerow([_cell(v) for v in row])
         n += 1
     return n
@@ -263,4 +264,4 @@ def columns_help() -> str:
 
 def iter_unit_ids(conn: psycopg.Connection) -> Iterable[str]:
     """Every registered unit id (the ingestor's registry cache)."""
-    return (r[0] for r in conn.execute("SELECT unit_id FROM units"))
+    return (r[0] for r in conn.cursor(row_factory=tuple_row).execute("SELECT unit_id FROM units"))

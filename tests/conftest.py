@@ -50,8 +50,16 @@ def _with_db(dsn: str, name: str) -> str:
 def template_dsn(server_dsn: str) -> str:
     dsn = _with_db(server_dsn, TEMPLATE_DB)
     with psycopg.connect(_with_db(server_dsn, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE_DB,)).fetchone():
+            conn.execute(f'ALTER DATABASE "{TEMPLATE_DB}" WITH IS_TEMPLATE false')
+            conn.execute(f'DROP DATABASE "{TEMPLATE_DB}" WITH (FORCE)')
     dbmod.migrate(dsn)
+    # TimescaleDB's background-worker launcher connects to every database with the extension;
+    # a template that allows no connections is skipped, so CREATE DATABASE ... TEMPLATE never
+    # finds it "being accessed by other users".
+    with psycopg.connect(_with_db(server_dsn, "postgres"), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{TEMPLATE_DB}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (TEMPLATE_DB,))
     return dsn
 
 

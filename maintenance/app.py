@@ -1,0 +1,90 @@
+"""The FastAPI application behind `liftwatch api` (JSON API under /api/v1, OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from liftwatch import __version__
+from liftwatch.settings import Settings
+from maintenance import auth, errors, routes_workorders
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` (413) before the application reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = JSONResponse({"error": "too_large", "detail": f"request body over {self.max_bytes} bytes"},
+                            status_code=413)
+        await resp(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; the connection pool opens with the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.api_pool_size,
+                              kwargs={"autocommit": True, "application_name": "liftwatch-api"}, open=False)
+        pool.open(wait=True, timeout=30)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(title="Liftwatch API", version=__version__, lifespan=lifespan,
+                  description="Elevator registry, statutory maintenance work orders with Ed25519 "
+                              "signatures, tamper-evident ledger, hazards and alerts.")
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(auth.router)
+    app.include_router(routes_workorders.router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and database reachability")
+    def healthz() -> dict:
+        with app.state.pool.connection() as conn:
+            conn.execute("SELECT 1")
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

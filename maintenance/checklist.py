@@ -1,0 +1,103 @@
+"""Statutory checklists as data: versioned JSON files in maintenance/checklists/.
+
+A work order copies the items of its kind when it is created and records the checklist id
+and version, so a record stays interpretable after a newer version is published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+PLAN_KINDS = ("half_monthly", "quarterly", "semi_annual", "annual")
+#: Unit kinds with a checklist. Annexes B-D (hydraulic, dumbwaiter, escalator) are not in the
+#: reference data yet, so those units get no plans until their checklists are added.
+CHECKLIST_FOR_UNIT_KIND = {"traction": "tsg-t5002-2017-traction"}
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    quantity: str
+    unit: str
+    min: float | None
+    max: float | None
+    limit_source: str
+
+    def violation(self, value: float) -> str | None:
+        """Why `value` is outside the limit, or None."""
+        if self.min is not None and value < self.min:
+            return f"{value:g} {self.unit} is below the minimum {self.min:g} {self.unit}"
+        if self.max is not None and value > self.max:
+            return f"{value:g} {self.unit} is above the maximum {self.max:g} {self.unit}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    code: str
+    kind: str
+    seq: int
+    name_zh: str
+    name_en: str
+    requirement_zh: str
+    requirement_en: str
+    test_item: bool
+    measurement: Measurement | None
+
+
+@dataclass(frozen=True)
+class Checklist:
+    checklist_id: str
+    version: int
+    title_en: str
+    interval_days: dict[str, int]
+    includes: dict[str, tuple[str, ...]]
+    items: tuple[Item, ...]
+    raw: dict[str, Any]
+
+    def items_for(self, kind: str) -> list[Item]:
+        kinds = set(self.includes[kind])
+        return [i for i in self.items if i.kind in kinds]
+
+    def item(self, code: str) -> Item | None:
+        return next((i for i in self.items if i.code == code), None)
+
+
+def _parse(doc: dict[str, Any]) -> Checklist:
+    items = []
+    for it in doc["items"]:
+        m = it.get("measurement")
+        items.append(Item(
+            code=it["code"], kind=it["kind"], seq=it["seq"], name_zh=it["name_zh"], name_en=it["name_en"],
+            requirement_zh=it["requirement_zh"], requirement_en=it["requirement_en"], test_item=it["test_item"],
+            measurement=Measurement(m["quantity"], m["unit"], m.get("min"), m.get("max"), m["limit_source"]) if m else None,
+        ))
+    kinds = doc["kinds"]
+    return Checklist(
+        checklist_id=doc["checklist_id"], version=doc["version"], title_en=doc.get("title_en", ""),
+        interval_days={k: v["interval_days"] for k, v in kinds.items()},
+        includes={k: tuple(v["includes"]) for k, v in kinds.items()},
+        items=tuple(items), raw=doc,
+    )
+
+
+@lru_cache(maxsize=1)
+def all_checklists() -> dict[tuple[str, int], Checklist]:
+    found = {}
+    for entry in resources.files("maintenance.checklists").iterdir():
+        if entry.name.endswith(".json"):
+            cl = _parse(orjson.loads(entry.read_bytes()))
+            found[(cl.checklist_id, cl.version)] = cl
+    return found
+
+
+def get(checklist_id: str, version: int | None = None) -> Checklist | None:
+    lists = all_checklists()
+    if version is not None:
+        return lists.get((checklist_id, version))
+    versions = [v for (cid, v) in lists if cid == checklist_id]
+    return lists[(checklist_id, max(versions))] if versions else None

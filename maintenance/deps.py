@@ -1,0 +1,114 @@
+"""Request dependencies: the connection pool, the current user and the scope rules.
+
+Scope is decided in one place (`Scope`): every query that lists or fetches units, work
+orders or hazards joins through `units` and applies `Scope.unit_filter()`, so an object
+outside a user's scope is indistinguishable from one that does not exist (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+import psycopg
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from liftwatch.settings import Settings
+from maintenance.errors import ApiError
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+ROLES = ("admin", "supervisor", "company_manager", "technician", "user_unit")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+    """A pooled connection in autocommit mode with dict rows; use `conn.transaction()` to group."""
+    pool: ConnectionPool = request.app.state.pool
+    with pool.connection() as conn:
+        conn.row_factory = dict_row
+        yield conn
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ConnDep = Annotated[psycopg.Connection, Depends(get_conn)]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: int
+    person_id: int
+    username: str
+    name: str
+    role: str
+    company_id: str | None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.role, self.company_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    role: str
+    company_id: str | None
+
+    def unit_filter(self, alias: str = "u") -> tuple[str, tuple]:
+        """A SQL condition on the units table (aliased) restricting rows to this scope."""
+        if self.role in ("admin", "supervisor"):
+            return "TRUE", ()
+        if self.role in ("company_manager", "technician"):
+            return f"{alias}.maintenance_company_id = %s", (self.company_id,)
+        if self.role == "user_unit":
+            return f"{alias}.user_unit_id = %s", (self.company_id,)
+        return "FALSE", ()
+
+
+def _load_user(conn: psycopg.Connection, user_id: int) -> User | None:
+    row = conn.execute(
+        """SELECT us.user_id, us.person_id, us.username, p.name, p.role, p.company_id
+             FROM users us JOIN people p USING (person_id)
+            WHERE us.user_id = %s AND us.active AND p.active""",
+        (user_id,),
+    ).fetchone()
+    return User(**row) if row else None
+
+
+def current_user(conn: ConnDep, settings: SettingsDep,
+                 token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    unauthorized = ApiError(401, "not_authenticated", "log in first (POST /api/v1/auth/token)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not token:
+        raise unauthorized
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"],
+                            options={"require": ["exp", "sub", "iat"]})
+        user_id = int(claims["sub"])
+    except (jwt.PyJWTError, ValueError):
+        raise unauthorized from None
+    user = _load_user(conn, user_id)
+    if user is None:
+        raise unauthorized
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require(*roles: str):
+    """A dependency admitting only the given roles (403 otherwise)."""
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise ApiError(403, "forbidden", f"this needs one of the roles: {', '.join(roles)}")
+        return user
+
+    return check
