@@ -264,6 +264,81 @@ def maintenance_schedule() -> None:
                   if r.units_without_checklist else ""))
 
 
+# --- analytics -----------------------------------------------------------------------------------
+
+def _pass_options(settings):
+    from datetime import timedelta
+
+    from analytics import rules
+    from analytics.run import PassOptions
+
+    return PassOptions(
+        grace=timedelta(hours=settings.analytics_grace_hours),
+        retention=timedelta(days=settings.retention_days) if settings.retention_days else None,
+        rules=rules.RuleParams(offline_after=timedelta(minutes=settings.offline_after_min),
+                               countersign_after=timedelta(hours=settings.countersign_after_h),
+                               frequent_fault_threshold=settings.frequent_fault_threshold),
+    )
+
+
+@cli.group()
+def analytics() -> None:
+    """Rollups, alert rules and the anomaly model."""
+
+
+@analytics.command("run")
+def analytics_run() -> None:
+    """One pass: update rollups, apply retention, evaluate every rule, reconcile alerts."""
+    from analytics.run import run_pass
+
+    settings = get_settings()
+    r = run_pass(settings.database_url, _pass_options(settings))
+    click.echo(f"run {r['run_id']}: {r['alerts_opened']} alerts opened, {r['alerts_resolved']} resolved, "
+               f"{r['open_alerts']} open; {r['hourly_rows']} hourly rollup rows in {r['duration_s']:.1f} s")
+
+
+@analytics.command("loop")
+@click.option("--every", default=None, help="period, e.g. 60s or 5m (default: LIFTWATCH_ANALYTICS_EVERY_S)")
+@click.option("--no-schedule", is_flag=True, help="do not create the next maintenance work orders each pass")
+def analytics_loop(every: str | None, no_schedule: bool) -> None:
+    """Run a pass (and `maintenance schedule`) every period until SIGTERM/Ctrl-C. A failed pass is
+    logged and retried at the next period."""
+    import logging
+    import signal
+    import threading
+
+    from psycopg.rows import dict_row
+
+    from analytics.run import run_pass
+    from liftwatch import db as dbmod
+    from maintenance.schedule import schedule
+
+    settings = get_settings()
+    period = _parse_period(every) if every else settings.analytics_every_s
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log = logging.getLogger("liftwatch.analytics")
+    opts = _pass_options(settings)
+    while not stop.is_set():
+        try:
+            if not no_schedule:
+                with dbmod.connect(settings.database_url, row_factory=dict_row) as conn:
+                    schedule(conn)
+            run_pass(settings.database_url, opts)
+        except Exception:  # keep looping: the next pass may succeed (database back, etc.)
+            log.exception("analytics pass failed")
+        stop.wait(period)
+
+
+def _parse_period(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a period like 60s, 5m or 1h") from None
+
+
 def main() -> None:
     """Console-script entry point: a LiftwatchError becomes its message and exit code 1."""
     try:

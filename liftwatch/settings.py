@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="lifetime of an access token")
     signature_clock_skew_s: float = Field(300.0, description="how far a signature's signed_at may be from the server clock")
     max_body_bytes: int = Field(256 * 1024, description="largest request body the API accepts")
+    analytics_every_s: float = Field(60.0, gt=0, description="period of `liftwatch analytics loop`")
+    analytics_grace_hours: float = Field(6.0, ge=0, description="late telemetry this old is re-aggregated")
+    retention_days: int | None = Field(None, ge=1, description="drop raw telemetry/event chunks older than this; unset keeps all")
+    offline_after_min: float = Field(15.0, gt=0, description="a unit silent this long gets an offline alert")
+    countersign_after_h: float = Field(72.0, gt=0, description="signed but unconfirmed this long: countersign_missing")
+    frequent_fault_threshold: int = Field(10, ge=1, description="raised events of one code in 30 days that make frequent_faults")
     api_pool_size: int = Field(10, ge=1, description="database connections of the API process")
 
     @field_validator("database_url")

@@ -1,0 +1,195 @@
+"""Each alert rule on hand-made data at its boundary, through a real pass on the real database."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from api_support import units_csv
+from psycopg.rows import dict_row
+
+from analytics.run import PassOptions, run_pass
+from liftwatch.registry import import_units
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SEC = timedelta(seconds=1)
+
+
+@pytest.fixture()
+def db(db_url: str) -> psycopg.Connection:
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as c:
+        import_units(c, io.StringIO(units_csv()))
+        c.execute("UPDATE units SET next_inspection_due = NULL")
+        yield c
+
+
+def _pass(db_url: str, now: datetime = NOW) -> dict:
+    return run_pass(db_url, PassOptions(first_window=timedelta(days=3)), now=now)
+
+
+def _open(db: psycopg.Connection, kind: str | None = None) -> list[dict]:
+    sql = "SELECT unit_id, kind, severity, reason, details FROM alerts WHERE status = 'open'"
+    rows = db.execute(sql + (" AND kind = %s" if kind else "") + " ORDER BY unit_id, kind", (kind,) if kind else ()).fetchall()
+    return rows
+
+
+def _plan(db: psycopg.Connection, unit: str, kind: str, days: int, created: datetime) -> None:
+    db.execute("INSERT INTO maintenance_plans (unit_id, kind, interval_days, checklist_id, created_at) "
+               "VALUES (%s, %s, %s, 'tsg-t5002-2017-traction', %s)", (unit, kind, days, created))
+
+
+def _signed_order(db: psycopg.Connection, unit: str, kind: str, checked_in: datetime, signed: datetime,
+                  status: str = "signed") -> int:
+    return db.execute(
+        """INSERT INTO work_orders (unit_id, kind, checklist_id, checklist_version, company_id, due_on, status,
+                                    checked_in_at, record, record_sha256, signed_at, closed_at)
+           VALUES (%s, %s, 'tsg-t5002-2017-traction', 1, 'MC1', %s, %s, %s, '{}', repeat('a', 64), %s, %s)
+           RETURNING work_order_id""",
+        (unit, kind, signed.date(), status, checked_in, signed, signed if status == "closed" else None),
+    ).fetchone()["work_order_id"]
+
+
+def _telemetry(db: psycopg.Connection, unit: str, times: list[datetime], mode: str = "normal", **fields) -> None:
+    cols = ["time", "unit_id", "seq", "mode", *fields]
+    with db.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO telemetry ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",  # noqa: S608
+            [(t, unit, int(t.timestamp() * 1000), mode, *fields.values()) for t in times])
+
+
+@pytest.mark.parametrize(("age", "expected"), [(timedelta(days=15), None), (timedelta(days=15) + SEC, "overdue")])
+def test_half_monthly_overdue_boundary(db, db_url, age, expected) -> None:
+    _plan(db, "EL-1", "half_monthly", 15, NOW - timedelta(days=100))
+    _signed_order(db, "EL-1", "half_monthly", NOW - age - timedelta(hours=1), NOW - age, "closed")
+    _pass(db_url)
+    overdue = _open(db, "maintenance_overdue")
+    if expected is None:
+        assert overdue == []
+        assert _open(db, "maintenance_due_soon")[0]["details"]["plans"][0]["days_left"] == 0
+    else:
+        assert len(overdue) == 1 and overdue[0]["severity"] == "warning"
+        assert "half-monthly maintenance is 0.0 days overdue" in overdue[0]["reason"]
+
+
+def test_overdue_severity_grows_a_pass_twice_changes_nothing_and_a_visit_resolves_it(db, db_url) -> None:
+    _plan(db, "EL-1", "half_monthly", 15, NOW - timedelta(days=100))
+    _signed_order(db, "EL-1", "half_monthly", NOW - timedelta(days=25, hours=1), NOW - timedelta(days=25), "closed")
+    _pass(db_url)
+    _pass(db_url)
+    rows = db.execute("SELECT severity, status FROM alerts WHERE kind = 'maintenance_overdue'").fetchall()
+    assert rows == [{"severity": "critical", "status": "open"}]  # 10 days overdue, one alert after two passes
+    _signed_order(db, "EL-1", "annual", NOW - timedelta(hours=2), NOW - timedelta(hours=1))  # annual covers it
+    _pass(db_url)
+    assert db.execute("SELECT status, resolved_at IS NOT NULL AS r FROM alerts WHERE kind = 'maintenance_overdue'"
+                      ).fetchall() == [{"status": "resolved", "r": True}]
+
+
+def test_unit_without_any_visit_counts_from_its_plan(db, db_url) -> None:
+    _plan(db, "EL-2", "quarterly", 90, NOW - timedelta(days=91))
+    _pass(db_url)
+    assert [a["unit_id"] for a in _open(db, "maintenance_overdue")] == ["EL-2"]
+
+
+@pytest.mark.parametrize(("age", "alert"), [(timedelta(hours=72), False), (timedelta(hours=72) + SEC, True)])
+def test_countersign_missing_boundary(db, db_url, age, alert) -> None:
+    wo = _signed_order(db, "EL-1", "half_monthly", NOW - age - timedelta(hours=1), NOW - age)
+    _pass(db_url)
+    got = _open(db, "countersign_missing")
+    assert bool(got) is alert
+    if alert:
+        assert got[0]["details"]["orders"][0]["work_order_id"] == wo
+
+
+def test_unverified_visit_cases(db, db_url) -> None:
+    start, end = NOW - timedelta(hours=5), NOW - timedelta(hours=4)
+    _signed_order(db, "EL-1", "half_monthly", start, end, "closed")   # genuine: inspection mode seen
+    _telemetry(db, "EL-1", [start + timedelta(minutes=m) for m in range(0, 60, 5)], mode="inspection")
+    _signed_order(db, "EL-2", "half_monthly", start, end, "closed")   # telemetry only in normal mode
+    _telemetry(db, "EL-2", [start + timedelta(minutes=m) for m in range(0, 60, 5)], mode="normal")
+    _signed_order(db, "ES-1", "half_monthly", start, end, "closed")   # silent unit: unverifiable
+    # inspection mode just outside the window plus tolerance does not count
+    _telemetry(db, "ES-1", [end + timedelta(minutes=10) + SEC], mode="inspection")
+    _pass(db_url)
+    alerts = {a["unit_id"]: a for a in _open(db, "unverified_visit")}
+    assert set(alerts) == {"EL-2", "ES-1"}
+    assert alerts["EL-2"]["details"]["visits"][0]["verdict"] == "no_inspection_mode"
+    assert alerts["EL-2"]["details"]["visits"][0]["modes_seen"] == ["normal"]
+    assert "shows no inspection mode" in alerts["EL-2"]["reason"] and alerts["EL-2"]["severity"] == "critical"
+    assert alerts["ES-1"]["details"]["visits"][0]["verdict"] == "unverifiable"
+    # inside the tolerance it counts
+    _telemetry(db, "ES-1", [end + timedelta(minutes=10)], mode="inspection")
+    _pass(db_url)
+    assert {a["unit_id"] for a in _open(db, "unverified_visit")} == {"EL-2"}
+
+
+@pytest.mark.parametrize(("days", "kind"), [(-1, "inspection_overdue"), (0, "inspection_due_soon"),
+                                            (30, "inspection_due_soon"), (31, None)])
+def test_inspection_boundaries(db, db_url, days, kind) -> None:
+    db.execute("UPDATE units SET next_inspection_due = %s WHERE unit_id = 'EL-1'", (NOW.date() + timedelta(days=days),))
+    _pass(db_url)
+    got = [a["kind"] for a in _open(db) if a["kind"].startswith("inspection")]
+    assert got == ([kind] if kind else [])
+
+
+@pytest.mark.parametrize(("silent", "alert"), [(timedelta(minutes=15), False), (timedelta(minutes=15) + SEC, True)])
+def test_offline_boundary_and_return(db, db_url, silent, alert) -> None:
+    db.execute("INSERT INTO unit_ingest_state (unit_id, next_seq, last_time) VALUES ('EL-1', 10, %s)", (NOW - silent,))
+    _pass(db_url)
+    assert bool(_open(db, "offline")) is alert
+    db.execute("UPDATE unit_ingest_state SET last_time = %s", (NOW,))
+    _pass(db_url)
+    assert _open(db, "offline") == []
+
+
+def test_entrapment_resolved_with_duration_and_breach(db, db_url) -> None:
+    t0 = NOW - timedelta(hours=1)
+    db.execute("INSERT INTO alerts (unit_id, kind, severity, reason, source, event_time) "
+               "VALUES ('EL-1', 'entrapment', 'critical', 'trapped', 'ingest', %s)", (t0,))
+    db.execute("INSERT INTO alerts (unit_id, kind, severity, reason, source, event_time) "
+               "VALUES ('EL-2', 'entrapment', 'critical', 'trapped', 'ingest', %s)", (t0,))
+    db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 2, 'entrapment', 'cleared'),"
+               " (%s, 'EL-2', 2, 'entrapment', 'cleared')", (t0 + timedelta(minutes=31), t0 + timedelta(minutes=12)))
+    _pass(db_url)
+    rows = {r["unit_id"]: r for r in db.execute("SELECT unit_id, status, details FROM alerts WHERE kind = 'entrapment'")}
+    assert rows["EL-1"]["status"] == "resolved" and rows["EL-1"]["details"]["duration_s"] == 31 * 60
+    assert rows["EL-1"]["details"]["rescue_time_breach"] is True
+    assert rows["EL-2"]["details"]["duration_s"] == 12 * 60 and rows["EL-2"]["details"]["rescue_time_breach"] is False
+
+
+def test_frequent_faults_threshold(db, db_url) -> None:
+    for unit, n in (("EL-1", 10), ("EL-2", 9)):
+        for i in range(n):
+            db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, %s, %s, 'door_close_fault', 'raised')",
+                       (NOW - timedelta(days=1, minutes=i), unit, i))
+    _pass(db_url)
+    got = _open(db, "frequent_faults")
+    assert [a["unit_id"] for a in got] == ["EL-1"] and "raised 10 times in 30 days" in got[0]["reason"]
+
+
+def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
+    hour = NOW.replace(minute=0) - timedelta(hours=2)
+    times = [hour + timedelta(minutes=10 * i) for i in range(6)]
+    cols = {"door_close_ms": 3000.0, "vibration_mg": 10.0, "run_count": None}
+    _telemetry(db, "EL-1", times, **cols)
+    db.execute("UPDATE telemetry SET run_count = 100 + extract(minute FROM time)::int / 10, "
+               "door_close_ms = 3000 + extract(minute FROM time)::int * 10")
+    db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
+               (hour + timedelta(minutes=3),))
+    _pass(db_url)
+    h = db.execute("SELECT * FROM unit_hourly WHERE unit_id = 'EL-1' AND bucket = %s", (hour,)).fetchone()
+    assert (h["samples"], h["trips"], h["door_cycles"]) == (6, 5, 6)
+    assert h["door_close_ms_mean"] == pytest.approx(3250.0)
+    assert h["mode_seconds"] == {"normal": 1500}  # five 10-minute gaps, each sample standing for at most 5 min
+    assert h["faults"] == {"door_close_fault": 1}
+    d = db.execute("SELECT samples, door_close_ms_mean FROM unit_daily WHERE unit_id = 'EL-1'").fetchone()
+    assert d == {"samples": 6, "door_close_ms_mean": pytest.approx(3250.0)}
+    # a late sample inside the grace window is aggregated on the next pass; nothing is duplicated
+    _telemetry(db, "EL-1", [hour + timedelta(minutes=55)], door_close_ms=3900.0)
+    _pass(db_url, NOW + timedelta(minutes=30))
+    h2 = db.execute("SELECT samples FROM unit_hourly WHERE unit_id = 'EL-1' AND bucket = %s", (hour,)).fetchone()
+    assert h2["samples"] == 7
+    assert db.execute("SELECT count(*) AS n FROM unit_hourly").fetchone()["n"] == 1
+    runs = db.execute("SELECT status, counts, code_version FROM analytics_runs ORDER BY run_id").fetchall()
+    assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
