@@ -30,7 +30,7 @@ class PassOptions:
     first_window: timedelta = timedelta(days=90)  # how far back the very first pass aggregates
     retention: timedelta | None = None  # drop raw chunks older than this (None: keep everything)
     rules: rules.RuleParams = field(default_factory=rules.RuleParams)
-    anomaly: bool = False  # the anomaly model (analytics/anomaly.py) joins when it lands
+    anomaly: bool = True
 
 
 def _params_json(opts: PassOptions) -> dict[str, Any]:

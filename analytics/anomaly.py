@@ -1,0 +1,197 @@
+"""anomaly_prone: which units drift away from their own past and from their peers.
+
+load_features (SQL over unit_daily, one row per unit) -> standardise (robust z per unit
+kind) -> score (a model) -> explain (top features in plain words) -> alerts.
+
+Two scorers are kept so they can be compared on the simulator's ground truth
+(bench/analytics_eval.py): `robust_z`, the largest harmful-direction robust z-score of a
+unit's features, and `isolation_forest` (scikit-learn, random_state pinned). The default is
+the one that scored better there; see docs/analytics.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
+
+from analytics.alerts import AlertSpec, ReconcileResult, reconcile
+
+RANDOM_STATE = 0
+WINDOW_DAYS = 28
+EDGE_DAYS = 7  # baseline = first EDGE_DAYS of the window, recent = last EDGE_DAYS
+MIN_DAYS = 10  # fewer days of data than this: no assessment
+
+# feature -> (plain-language name, harmful direction (+1: higher is worse), smallest spread that
+# counts as a real difference — without it a fleet where almost nobody has faults would make
+# one fault look infinitely unusual)
+FEATURES: dict[str, tuple[str, int, float]] = {
+    "door_close_change": ("door closing time", +1, 0.03),
+    "door_close_slope": ("door closing time trend", +1, 0.002),
+    "vibration_change": ("ride vibration", +1, 0.05),
+    "vibration_slope": ("vibration trend", +1, 0.003),
+    "leveling_change": ("landing stop error", +1, 0.10),
+    "leveling_slope": ("stop error trend", +1, 0.01),
+    "temp_change": ("motor temperature", +1, 0.03),
+    "fault_rate": ("fault events per 1,000 trips", +1, 1.0),
+    "door_fault_rate": ("door faults per 1,000 trips", +1, 1.0),
+    "safety_fault_rate": ("safety-circuit and overtravel faults per 1,000 trips", +1, 0.5),
+}
+
+FEATURES_SQL = """
+WITH d AS (
+    SELECT d.*, u.kind AS unit_kind,
+           extract(epoch FROM d.bucket - %(from)s) / 86400.0 AS day,
+           (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)) AS faults_all,
+           (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)
+             WHERE k IN ('door_close_fault', 'door_open_fault', 'door_lock_fault')) AS faults_door,
+           (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)
+             WHERE k IN ('safety_circuit_break', 'overtravel_top', 'overtravel_bottom', 'brake_fault')) AS faults_safety
+      FROM unit_daily d JOIN units u USING (unit_id)
+     WHERE d.bucket >= %(from)s AND d.bucket < %(to)s AND u.status = 'in_service'
+)
+SELECT unit_id, min(unit_kind) AS unit_kind, count(*) AS days,
+       avg(door_close_ms_mean) FILTER (WHERE day < %(edge)s) AS dc_base,
+       avg(door_close_ms_mean) FILTER (WHERE day >= %(window)s - %(edge)s) AS dc_recent,
+       regr_slope(door_close_ms_mean, day) AS dc_slope,
+       avg(vibration_mean) FILTER (WHERE day < %(edge)s) AS vib_base,
+       avg(vibration_mean) FILTER (WHERE day >= %(window)s - %(edge)s) AS vib_recent,
+       regr_slope(vibration_mean, day) AS vib_slope,
+       avg(leveling_abs_mean) FILTER (WHERE day < %(edge)s) AS lev_base,
+       avg(leveling_abs_mean) FILTER (WHERE day >= %(window)s - %(edge)s) AS lev_recent,
+       regr_slope(leveling_abs_mean, day) AS lev_slope,
+       avg(motor_temp_max) FILTER (WHERE day < %(edge)s) AS temp_base,
+       avg(motor_temp_max) FILTER (WHERE day >= %(window)s - %(edge)s) AS temp_recent,
+       sum(trips) AS trips, sum(faults_all) AS faults_all, sum(faults_door) AS faults_door,
+       sum(faults_safety) AS faults_safety
+  FROM d GROUP BY unit_id HAVING count(*) >= %(min_days)s"""
+
+
+def load_features(conn: psycopg.Connection, now: datetime, window_days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """One row per unit: the aggregation is SQL; pandas only sees the result."""
+    start = (now - timedelta(days=window_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = conn.execute(FEATURES_SQL, {"from": start, "to": now, "edge": EDGE_DAYS, "window": window_days,
+                                       "min_days": MIN_DAYS}).fetchall()
+    raw = pd.DataFrame(rows)
+    return features_from_aggregates(raw)
+
+
+def _ratio(recent: pd.Series, base: pd.Series) -> pd.Series:
+    return (recent.astype(float) / base.astype(float).where(base.astype(float) > 0)) - 1.0
+
+
+def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
+    """Relative change against the unit's own baseline, trends relative to level, fault rates."""
+    if raw.empty:
+        return pd.DataFrame(columns=["unit_id", "unit_kind", *FEATURES])
+    f = pd.DataFrame({"unit_id": raw["unit_id"], "unit_kind": raw["unit_kind"]})
+    f["door_close_change"] = _ratio(raw["dc_recent"], raw["dc_base"])
+    f["door_close_slope"] = raw["dc_slope"].astype(float) / raw["dc_base"].astype(float)
+    f["vibration_change"] = _ratio(raw["vib_recent"], raw["vib_base"])
+    f["vibration_slope"] = raw["vib_slope"].astype(float) / raw["vib_base"].astype(float)
+    f["leveling_change"] = _ratio(raw["lev_recent"], raw["lev_base"])
+    f["leveling_slope"] = raw["lev_slope"].astype(float) / raw["lev_base"].astype(float).clip(lower=0.5)
+    f["temp_change"] = _ratio(raw["temp_recent"], raw["temp_base"])
+    trips = raw["trips"].astype(float).clip(lower=100)  # a few trips must not make a rate explode
+    f["fault_rate"] = raw["faults_all"].astype(float) * 1000 / trips
+    f["door_fault_rate"] = raw["faults_door"].astype(float) * 1000 / trips
+    f["safety_fault_rate"] = raw["faults_safety"].astype(float) * 1000 / trips
+    return f.replace([np.inf, -np.inf], np.nan).reset_index(drop=True)
+
+
+def robust_z(features: pd.DataFrame) -> pd.DataFrame:
+    """(x - median) / (1.4826 * MAD) within each unit kind; missing values count as typical (0)."""
+    cols = list(FEATURES)
+    out = pd.DataFrame(index=features.index, columns=cols, dtype=float)
+    for _, idx in features.groupby("unit_kind").groups.items():
+        block = features.loc[idx, cols].astype(float)
+        med = block.median()
+        mad = (block - med).abs().median() * 1.4826
+        floor = pd.Series({c: FEATURES[c][2] for c in cols})
+        out.loc[idx, cols] = (block - med) / np.maximum(mad, floor)
+    return out.fillna(0.0)
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: pd.Series  # higher = more anomalous
+    flagged: pd.Series  # bool
+
+
+def score_robust_z(z: pd.DataFrame, threshold: float = 4.0) -> Scored:
+    harmful = pd.DataFrame({c: z[c] * FEATURES[c][1] for c in FEATURES})
+    s = harmful.max(axis=1)
+    return Scored(s, s > threshold)
+
+
+def score_isolation_forest(z: pd.DataFrame, contamination: float | str = "auto") -> Scored:
+    from sklearn.ensemble import IsolationForest
+
+    model = IsolationForest(n_estimators=200, contamination=contamination, random_state=RANDOM_STATE)
+    x = z[list(FEATURES)].to_numpy()
+    model.fit(x)
+    s = pd.Series(-model.score_samples(x), index=z.index)  # higher = more anomalous
+    return Scored(s, pd.Series(model.predict(x) == -1, index=z.index))
+
+
+SCORERS = {"robust_z": score_robust_z, "isolation_forest": score_isolation_forest}
+DEFAULT_SCORER = "robust_z"
+
+
+def explain(features: pd.DataFrame, z: pd.DataFrame, i: int, top: int = 3) -> list[dict[str, Any]]:
+    """The unit's most harmful features, each with a sentence a supervisor can act on."""
+    harmful = sorted(((z.at[i, c] * FEATURES[c][1], c) for c in FEATURES), reverse=True)
+    out = []
+    for zval, col in harmful[:top]:
+        if zval <= 2.0:
+            break
+        out.append({"feature": col, "z": round(float(zval), 2), "value": _round(features.at[i, col]),
+                    "text": _sentence(col, features.at[i, col])})
+    return out
+
+
+def _round(v: Any) -> float | None:
+    return None if pd.isna(v) else round(float(v), 4)
+
+
+def _sentence(col: str, v: float) -> str:
+    name = FEATURES[col][0]
+    if col.endswith("_change"):
+        word = {"door_close_change": "slower", "vibration_change": "higher", "leveling_change": "larger",
+                "temp_change": "hotter"}[col]
+        return f"{name} {abs(v) * 100:.0f} % {word if v > 0 else 'lower'} than its own baseline"
+    if col.endswith("_slope"):
+        return f"{name} rising {v * 100:.1f} % of its baseline per day"
+    return f"{v:.1f} {name}"
+
+
+def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None,
+           scorer: str = DEFAULT_SCORER) -> ReconcileResult:
+    """Score every unit with enough data, store the assessment, reconcile anomaly_prone alerts."""
+    features = load_features(conn, now)
+    if features.empty:
+        return reconcile(conn, ("anomaly_prone",), [])
+    z = robust_z(features)
+    scored = SCORERS[scorer](z)
+    alerts = []
+    with conn.transaction(), conn.cursor() as cur:
+        for i, unit_id in features["unit_id"].items():
+            reasons = explain(features, z, i) if scored.flagged[i] else []
+            cur.execute(
+                """INSERT INTO unit_assessments (unit_id, assessed_at, anomaly_score, anomaly_flagged, anomaly_reasons, run_id)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (unit_id) DO UPDATE SET assessed_at = EXCLUDED.assessed_at,
+                       anomaly_score = EXCLUDED.anomaly_score, anomaly_flagged = EXCLUDED.anomaly_flagged,
+                       anomaly_reasons = EXCLUDED.anomaly_reasons, run_id = EXCLUDED.run_id""",
+                (unit_id, now, float(scored.scores[i]), bool(scored.flagged[i]), Jsonb(reasons), run_id))
+            if scored.flagged[i] and reasons:
+                alerts.append(AlertSpec(unit_id, "anomaly_prone", "warning",
+                                        "; ".join(r["text"] for r in reasons),
+                                        {"score": round(float(scored.scores[i]), 3), "scorer": scorer,
+                                         "window_days": WINDOW_DAYS, "features": reasons}))
+    return reconcile(conn, ("anomaly_prone",), alerts)
