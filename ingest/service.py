@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 
 from ingest.inbox import Inbound, Inbox
 from ingest.metrics import IngestMetrics
+from ingest.ratelimit import UnitRateLimiter
 from ingest.writer import BatchResult, BatchWriter
 from liftwatch.contract import Limits
 from liftwatch.settings import Settings
@@ -77,6 +78,7 @@ class Ingestor:
             settings.database_url, self.metrics,
             registry_refresh_s=settings.registry_refresh_s, gap_settle_s=settings.gap_settle_s,
             limits=Limits(future_tolerance=timedelta(seconds=settings.future_tolerance_s)),
+            rate_limiter=UnitRateLimiter(settings.ingest_unit_rate, settings.ingest_unit_burst),
         )
         self._stop = threading.Event()
         self._accepting = True

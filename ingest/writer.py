@@ -22,6 +22,7 @@ import psycopg
 from ingest.gaps import Gap, SeqState, observe, settle
 from ingest.inbox import Inbound
 from ingest.metrics import IngestMetrics
+from ingest.ratelimit import UnitRateLimiter
 from liftwatch.contract import Event, Limits, RejectReason, Telemetry, Topic, parse_message
 from liftwatch.errors import ContractError
 
@@ -126,7 +127,7 @@ class BatchWriter:
     """Owns one database connection; `write(batch)` commits a batch or raises OperationalError."""
 
     def __init__(self, dsn: str, metrics: IngestMetrics, *, registry_refresh_s: float, gap_settle_s: float,
-                 limits: Limits) -> None:
+                 limits: Limits, rate_limiter: UnitRateLimiter | None = None) -> None:
         self.dsn = dsn
         self.metrics = metrics
         self.registry = Registry(registry_refresh_s)
@@ -134,6 +135,7 @@ class BatchWriter:
         self.limits = limits
         self.conn: psycopg.Connection | None = None
         self.unknown_units: dict[str, int] = defaultdict(int)
+        self.limiter = rate_limiter or UnitRateLimiter(0, 0)
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -188,6 +190,10 @@ class BatchWriter:
                     if topic.unit_id not in units:
                         raise ContractError(RejectReason.UNKNOWN_UNIT, f"unit {topic.unit_id!r} is not in the registry")
                 samples = parse_message(topic, msg.payload, now=now, limits=self.limits)
+                if self.limiter.enabled and not self.limiter.allow(
+                        topic.unit_id, len(samples), max(s.time for s in samples).timestamp(), msg.received):
+                    raise ContractError(RejectReason.RATE_LIMITED,
+                                        f"unit over {self.limiter.rate:g} samples/s (burst {self.limiter.burst:g})")
             except ContractError as exc:
                 rejects.append(Reject(msg, unit_id, exc.reason, exc.detail))
                 if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:

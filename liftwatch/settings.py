@@ -77,6 +77,8 @@ class Settings(BaseSettings):
         30.0, description="how long a seq hole may stay open (out-of-order delivery) before it is recorded as a gap"
     )
     future_tolerance_s: float = Field(300.0, description="ts further than this in the future is rejected")
+    ingest_unit_rate: float = Field(20.0, ge=0, description="samples/s one unit may sustain (device clock); 0 disables")
+    ingest_unit_burst: float = Field(600.0, ge=1, description="samples one unit may send at once")
 
     # api
     api_host: str = Field("127.0.0.1", description="address `liftwatch api` listens on")

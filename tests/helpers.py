@@ -31,8 +31,9 @@ def register_units(dsn: str, unit_ids: Iterable[str]) -> None:
 
 
 def telemetry_messages(unit_id: str, seqs: Iterable[int], *, start: datetime | None = None,
-                       step: timedelta = timedelta(milliseconds=10)) -> list[tuple[str, bytes]]:
-    start = start or datetime.now(UTC) - timedelta(minutes=1)
+                       step: timedelta = timedelta(milliseconds=50)) -> list[tuple[str, bytes]]:
+    """One sample per message; 20 samples/s of device time, the ingestor's default per-unit rate."""
+    start = start or datetime.now(UTC) - timedelta(minutes=10)
     return [(f"lift/{unit_id}/telemetry",
              encode(Telemetry(time=start + step * s, unit_id=unit_id, seq=s, mode="normal", floor=s % 20,
                               door_close_ms=3000.0, vibration_mg=10.0)))

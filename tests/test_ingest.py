@@ -183,7 +183,7 @@ def test_entrapment_raises_alert_row_and_mqtt_alert(db_url: str, mqtt_url: str, 
 def test_two_replicas_share_the_load_exactly(db_url: str, mqtt_url: str, make_ingestor: MakeIngestor) -> None:
     units = [f"EL-R{i}" for i in range(4)]
     register_units(db_url, units)
-    a, b = make_ingestor(), make_ingestor()
+    a, b = make_ingestor(gap_settle_s=15), make_ingestor(gap_settle_s=15)  # replicas commit out of order
     msgs = [m for u in units for m in telemetry_messages(u, range(1500))]
     publish(mqtt_url, msgs)
     assert wait_stable(lambda: _rows(db_url), 6000, timeout=60) == 6000
@@ -232,3 +232,19 @@ def test_kill_9_mid_stream_loses_nothing(db_url: str, mqtt_url: str) -> None:
     assert total == 20_000
     assert count(db_url, "SELECT count(DISTINCT (unit_id, seq)) FROM telemetry") == 20_000
     assert count(db_url, "SELECT count(*) FROM ingest_gaps") == 0
+
+
+def test_flooding_unit_is_rate_limited_and_others_are_not(db_url: str, mqtt_url: str,
+                                                         make_ingestor: MakeIngestor) -> None:
+    register_units(db_url, ["EL-FLOOD", "EL-CALM"])
+    make_ingestor(ingest_unit_rate=10, ingest_unit_burst=100)
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    flood = telemetry_messages("EL-FLOOD", range(400), start=t0, step=timedelta(milliseconds=1))  # 0.4 s of device time
+    calm = telemetry_messages("EL-CALM", range(50), start=t0, step=timedelta(seconds=1))  # 1 sample/s
+    publish(mqtt_url, flood + calm)
+    wait_until(lambda: _rows(db_url) + count(db_url, "SELECT count(*) FROM rejected_messages") == 450, 30)
+    assert _rows(db_url, "EL-CALM") == 50
+    # burst of 100 plus 0.4 s x 10/s refill
+    assert 100 <= _rows(db_url, "EL-FLOOD") <= 105
+    assert count(db_url, "SELECT count(*) FROM rejected_messages WHERE reason = 'rate_limited' AND unit_id = 'EL-FLOOD'") \
+        == 400 - _rows(db_url, "EL-FLOOD")
