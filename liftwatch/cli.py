@@ -65,6 +65,49 @@ def db_status() -> None:
         click.echo(f"{'applied' if m.version in done else 'PENDING'}  {m.version:04d}_{m.name}")
 
 
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(file: Path) -> None:
+    """Dump the whole database (pg_dump custom format) to FILE, with a row-count manifest FILE.counts.json."""
+    import json
+
+    from liftwatch import backup
+
+    dsn = get_settings().database_url
+    size = backup.backup(dsn, file)
+    manifest = backup.counts(dsn)
+    file.with_name(file.name + ".counts.json").write_text(json.dumps(manifest, indent=1))
+    click.echo(f"wrote {file} ({size / 1e6:.1f} MB): " + ", ".join(f"{k} {v}" for k, v in manifest.items()))
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--into", "target", required=True, help="DSN of a NEW database to create and restore into")
+def db_restore(file: Path, target: str) -> None:
+    """Restore FILE into a new database (timescaledb_pre_restore / post_restore around pg_restore),
+    then verify the signature ledger and compare row counts with FILE.counts.json if present."""
+    import json
+
+    from liftwatch import backup
+    from maintenance.ledger import verify
+
+    backup.restore(file, target)
+    got = backup.counts(target)
+    manifest = file.with_name(file.name + ".counts.json")
+    if manifest.exists():
+        want = json.loads(manifest.read_text())
+        diff = {k: (want[k], got.get(k)) for k in want if want[k] != got.get(k)}
+        if diff:
+            raise click.ClickException(f"row counts differ after restore (backup, restored): {diff}")
+    from liftwatch import db as dbmod
+
+    with dbmod.connect(target) as conn:
+        report = verify(conn)
+    if not report.ok:
+        raise click.ClickException(f"restored ledger does not verify at entry {report.first_bad_seq}: {report.problem}")
+    click.echo(f"restored into {dbmod.redact(target)}: counts match, ledger OK ({report.entries} entries)")
+
+
 # --- units ------------------------------------------------------------------------------------
 
 def _units_import_help() -> str:
@@ -337,6 +380,24 @@ def _parse_period(text: str) -> float:
         return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a period like 60s, 5m or 1h") from None
+
+
+# --- simulate ---------------------------------------------------------------------------------
+
+@cli.group()
+def simulate() -> None:
+    """Simulated elevator fleet and technicians (with ground truth). See docs/simulator.md."""
+
+
+def _attach_simulators() -> None:
+    # simulators/cli.py imports only click at module level, so `liftwatch --help` stays fast
+    from simulators.cli import fleet_cmd, technicians_cmd
+
+    simulate.add_command(fleet_cmd)
+    simulate.add_command(technicians_cmd)
+
+
+_attach_simulators()
 
 
 def main() -> None:
