@@ -1,0 +1,129 @@
+"""Planned maintenance visits (TSG T5002-2017) and the cases the analytics must catch.
+
+Each unit is visited on a 14-day cycle anchored at a fixed epoch plus a per-unit phase, so
+the plan is the same whichever window asks for it: `simulate technicians` and `simulate
+fleet` agree without sharing a file (a file from `technicians --out` can still be given to
+`fleet --visits`). Visits fall on the due day or the day before, 09:00-16:00 local, so two
+genuine visits are never more than 15 days apart; a skipped visit makes a 27-29 day hole.
+
+Cases: genuine (inspection mode on site, signed, countersigned), skipped (nothing happens:
+overdue), unverified (a record would be signed but the unit never enters inspection mode),
+missing_countersign (genuine on site, the user unit never countersigns).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from simulators import seeds
+from simulators.clock import LOCAL_TZ, iso
+from simulators.fleet import Fleet
+
+CYCLE_S: Final = 14 * 86400.0
+EPOCH: Final = datetime(2020, 1, 6, tzinfo=LOCAL_TZ).timestamp()  # a Monday, local midnight
+CASES: Final = ("genuine", "skipped", "unverified", "missing_countersign")
+CASE_WEIGHTS: Final = (0.85, 0.05, 0.05, 0.05)
+ON_SITE_CASES: Final = frozenset({"genuine", "missing_countersign"})
+MINUTES: Final = {"half_monthly": (40, 70), "quarterly": (60, 100), "semi_annual": (90, 150), "annual": (150, 240)}
+PLAN_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    visit_id: str
+    unit_id: str
+    kind: str  # half_monthly | quarterly | semi_annual | annual
+    case: str  # genuine | skipped | unverified | missing_countersign
+    due_on: str  # YYYY-MM-DD, local
+    start: float  # epoch s: check-in (or when it would have been)
+    end: float
+    maintenance_company_id: str
+    technician: str
+    countersigner: str
+
+    @property
+    def on_site(self) -> bool:
+        """Whether the unit goes into inspection mode for this visit."""
+        return self.case in ON_SITE_CASES
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["start"], d["end"] = iso(self.start), iso(self.end)
+        d["inspection_mode_on_site"] = self.on_site
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Visit:
+        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields["start"] = datetime.fromisoformat(d["start"]).timestamp()
+        fields["end"] = datetime.fromisoformat(d["end"]).timestamp()
+        if fields["case"] not in CASES:
+            raise ValueError(f"visit {d['visit_id']}: unknown case {fields['case']!r}")
+        return cls(**fields)
+
+
+def _kind(cycle: int) -> str:
+    if cycle % 24 == 0:
+        return "annual"
+    if cycle % 12 == 0:
+        return "semi_annual"
+    if cycle % 6 == 0:
+        return "quarterly"
+    return "half_monthly"
+
+
+def plan_visits(fleet: Fleet, *, seed: int, start: float, end: float) -> list[Visit]:
+    """Every visit whose check-in falls in [start, end), ordered by time."""
+    out: list[Visit] = []
+    for u in fleet.units:
+        r = seeds.rng(seed, "visit-phase", u.index)
+        phase = r.uniform(0, CYCLE_S)
+        base = r.randrange(24)
+        technician = f"{u.site.maintenance_company_id}-T{r.randint(1, 6)}"
+        first = math.floor((start - EPOCH - phase) / CYCLE_S) - 1
+        i = first
+        while True:
+            due = EPOCH + phase + i * CYCLE_S
+            due_day = due - (due - EPOCH) % 86400  # local midnight of the due day
+            if due_day - 86400 >= end:
+                break
+            v = seeds.rng(seed, "visit", u.index, i)
+            kind = _kind(base + i)
+            day = due_day - 86400 * v.randint(0, 1)
+            t0 = round(day + v.uniform(9.0, 16.0) * 3600, 3)
+            t1 = round(t0 + v.uniform(*MINUTES[kind]) * 60, 3)
+            case = v.choices(CASES, weights=CASE_WEIGHTS)[0]
+            if start <= t0 < end:
+                out.append(Visit(
+                    visit_id=f"{u.unit_id}-V{i}", unit_id=u.unit_id, kind=kind, case=case,
+                    due_on=datetime.fromtimestamp(due_day, LOCAL_TZ).date().isoformat(),
+                    start=t0, end=t1, maintenance_company_id=u.site.maintenance_company_id,
+                    technician=technician, countersigner=f"{u.site.user_unit_id}-SM1"))
+            i += 1
+    out.sort(key=lambda x: (x.start, x.unit_id))
+    return out
+
+
+def write_plan(path: Path, visits: list[Visit], *, seed: int, prefix: str, units: int, start: float,
+               end: float) -> None:
+    doc = {
+        "version": PLAN_VERSION, "seed": seed, "prefix": prefix, "units": units,
+        "window": {"start": iso(start), "end": iso(end)},
+        "note": "plan only: the maintenance API (issue #5) does not exist yet, so no visit was driven over HTTP",
+        "counts": {c: sum(v.case == c for v in visits) for c in CASES},
+        "visits": [v.to_json() for v in visits],
+    }
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def read_plan(path: Path) -> list[Visit]:
+    doc = orjson.loads(path.read_bytes())
+    if doc.get("version") != PLAN_VERSION:
+        raise ValueError(f"{path}: plan version {doc.get('version')!r}, expected {PLAN_VERSION}")
+    return [Visit.from_json(d) for d in doc["visits"]]
