@@ -12,7 +12,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from liftwatch import __version__
 from liftwatch.settings import Settings
-from maintenance import auth, errors, routes_workorders
+from maintenance import (
+    auth,
+    errors,
+    routes_alerts,
+    routes_hazards,
+    routes_registry,
+    routes_workorders,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(auth.router)
     app.include_router(routes_workorders.router)
+    app.include_router(routes_registry.router)
+    app.include_router(routes_hazards.router)
+    app.include_router(routes_alerts.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability")
     def healthz() -> dict:

@@ -1,0 +1,79 @@
+"""Alerts API: list (scoped through the alert's unit) and acknowledge.
+
+The analytics job and the ingestor own the alert lifecycle (open, update, resolve); people
+only acknowledge, which records who and when and changes nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel
+
+from maintenance.deps import ConnDep, CurrentUser, User, require
+from maintenance.errors import ApiError, not_found
+from maintenance.routes_registry import PageDep, fetch_page
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+AlertKind = Literal["maintenance_overdue", "maintenance_due_soon", "countersign_missing", "unverified_visit",
+                    "inspection_overdue", "inspection_due_soon", "anomaly_prone", "frequent_faults", "offline",
+                    "entrapment"]
+
+class AlertPublic(BaseModel):
+    alert_id: int
+    unit_id: str
+    kind: str
+    severity: str
+    status: str
+    reason: str
+    details: dict[str, Any]
+    source: str
+    opened_at: datetime
+    event_time: datetime | None
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+
+_FROM = "FROM alerts a JOIN units u ON u.unit_id = a.unit_id"
+
+
+@router.get("/alerts", response_model=list[AlertPublic])
+def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDep,
+                status: Literal["open", "resolved", "all"] = "open", kind: AlertKind | None = None,
+                severity: Literal["info", "warning", "critical"] | None = None, unit_id: str | None = None,
+                acknowledged: bool | None = None) -> list[dict]:
+    cond, params = user.scope.unit_filter("u")
+    where, args = [cond], list(params)
+    for col, val in (("a.status", None if status == "all" else status), ("a.kind", kind),
+                     ("a.severity", severity), ("a.unit_id", unit_id)):
+        if val is not None:
+            where.append(f"{col} = %s")
+            args.append(val)
+    if acknowledged is not None:
+        where.append("a.acknowledged_at IS NOT NULL" if acknowledged else "a.acknowledged_at IS NULL")
+    return fetch_page(conn, response, select="a.*", from_where=f"{_FROM} WHERE {' AND '.join(where)}",
+                      params=args, order_by="a.opened_at DESC, a.alert_id DESC", pg=pg)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,
+             summary="Acknowledge (records your name and the time; 409 when already acknowledged)")
+def acknowledge(alert_id: int, conn: ConnDep,
+                user: Annotated[User, Depends(require("admin", "supervisor", "company_manager"))]) -> dict:
+    cond, params = user.scope.unit_filter("u")
+    row = conn.execute(
+        f"""UPDATE alerts a SET acknowledged_by = %s, acknowledged_at = now()
+              FROM units u WHERE u.unit_id = a.unit_id AND a.alert_id = %s AND {cond}
+               AND a.acknowledged_at IS NULL RETURNING a.*""",  # noqa: S608
+        (f"{user.name} ({user.username})", alert_id, *params)).fetchone()
+    if row is not None:
+        return row
+    seen = conn.execute(f"SELECT a.acknowledged_by, a.acknowledged_at {_FROM} WHERE a.alert_id = %s AND {cond}",  # noqa: S608
+                        (alert_id, *params)).fetchone()
+    if seen is None:
+        raise not_found(f"alert {alert_id}")
+    raise ApiError(409, "already_acknowledged",
+                   f"acknowledged by {seen['acknowledged_by']} at {seen['acknowledged_at'].isoformat()}")
