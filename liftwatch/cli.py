@@ -202,6 +202,68 @@ def rejects_cmd(since: str) -> None:
         click.echo(f"{reason:<16} {unit[:24]:<24} {count:>7}  {last:%Y-%m-%d %H:%M:%S%z}  {detail[:60]}")
 
 
+# --- devices ----------------------------------------------------------------------------------------
+
+@cli.group()
+def devices() -> None:
+    """Per-unit broker logins (LIFTWATCH_BROKER_PASSWD_FILE, LIFTWATCH_BROKER_ACL_FILE)."""
+
+
+def _reload(pid: int | None) -> None:
+    from liftwatch.devices import reload_broker
+
+    if pid:
+        reload_broker(pid)
+        click.echo(f"broker (pid {pid}) asked to reload its password and ACL files")
+    else:
+        click.echo("reload the broker to apply: kill -HUP <mosquitto pid> (or docker-compose kill -s HUP mosquitto)")
+
+
+@devices.command("provision")
+@click.argument("name")
+@click.option("--reload-pid", type=int, default=None, help="send SIGHUP to this Mosquitto pid afterwards")
+def devices_provision(name: str, reload_pid: int | None) -> None:
+    """Create (or rotate) the broker login of unit NAME, or of a service account (ingest,
+    simulator, dispatcher). Prints the new secret ONCE; only its hash is kept."""
+    from liftwatch import db as dbmod
+    from liftwatch import devices as dev
+
+    s = get_settings()
+    with dbmod.connect(s.database_url) as conn:
+        secret = dev.provision(conn, name, passwd_file=Path(s.broker_passwd_file), acl_file=Path(s.broker_acl_file))
+    click.echo(f"username: {name}\npassword: {secret}\n(shown once: put it in the device's configuration now)")
+    _reload(reload_pid)
+
+
+@devices.command("revoke")
+@click.argument("name")
+@click.option("--reload-pid", type=int, default=None, help="send SIGHUP to this Mosquitto pid afterwards")
+def devices_revoke(name: str, reload_pid: int | None) -> None:
+    """Remove the broker login of unit or service NAME."""
+    from liftwatch import db as dbmod
+    from liftwatch import devices as dev
+
+    s = get_settings()
+    with dbmod.connect(s.database_url) as conn:
+        dev.revoke(conn, name, passwd_file=Path(s.broker_passwd_file))
+    click.echo(f"{name} revoked")
+    _reload(reload_pid)
+
+
+@devices.command("list")
+def devices_list() -> None:
+    """Broker logins and their state."""
+    from liftwatch import db as dbmod
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        rows = conn.execute("SELECT username, account_kind, provisioned_at, rotated_at, revoked_at "
+                            "FROM device_credentials ORDER BY account_kind DESC, username").fetchall()
+    for user, kind, prov, rot, rev in rows:
+        state = f"revoked {rev:%Y-%m-%d %H:%M}" if rev else "active"
+        click.echo(f"{user:<24} {kind:<8} provisioned {prov:%Y-%m-%d %H:%M}"
+                   f"{f', rotated {rot:%Y-%m-%d %H:%M}' if rot else ''}  {state}")
+
+
 # --- maintenance ----------------------------------------------------------------------------------
 
 @cli.command("api")

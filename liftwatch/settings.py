@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     ingest_unit_rate: float = Field(20.0, ge=0, description="samples/s one unit may sustain (device clock); 0 disables")
     ingest_unit_burst: float = Field(600.0, ge=1, description="samples one unit may send at once")
 
+    broker_passwd_file: str = Field("deploy/secrets/passwd", description="Mosquitto password file `liftwatch devices` maintains")
+    broker_acl_file: str = Field("deploy/secrets/acl", description="Mosquitto ACL file `liftwatch devices` writes")
+
     # api
     api_host: str = Field("127.0.0.1", description="address `liftwatch api` listens on")
     api_port: int = Field(8000, description="port `liftwatch api` listens on")

@@ -129,6 +129,8 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="liftwatch-mqtt-")))
     extra_config: str = ""
+    password_file: Path | None = None  # with an ACL file: authentication on, anonymous refused
+    acl_file: Path | None = None
     proc: subprocess.Popen | None = None
 
     @property
@@ -137,9 +139,11 @@ class Mosquitto:
 
     def write_config(self) -> Path:
         conf = self.root / "mosquitto.conf"
+        auth = (["allow_anonymous false", f"password_file {self.password_file}", f"acl_file {self.acl_file}"]
+                if self.password_file else ["allow_anonymous true"])
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *auth,
             "persistence true",
             f"persistence_location {self.root}/",
             "max_queued_messages 0",
