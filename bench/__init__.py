@@ -1,0 +1,1 @@
+"""Benchmarks. Each runs its contenders against the same throwaway servers in one run."""
