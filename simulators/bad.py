@@ -2,7 +2,8 @@
 
 Each is built from a real good payload of the moment (so it looks like a confused or
 malicious device, not like noise) and must be refused for exactly its reason given the
-order in which liftwatch.contract checks things. None consumes a seq of the unit's good
+order in which liftwatch.contract (and, for rate_limited, the ingestor's per-unit token
+bucket) checks things. None consumes a seq of the unit's good
 stream: a bad message reuses the last good seq, which the ingestor never stores because
 it rejects the whole message, so no seq gap appears.
 """
@@ -18,12 +19,7 @@ import orjson
 from liftwatch.contract import MAX_PAYLOAD_BYTES, RejectReason, format_ts
 from simulators.clock import Window, to_dt
 
-# what the ingestor can actually produce today (rate_limited is reserved in the schema, not enforced)
-REASONS: tuple[RejectReason, ...] = (
-    RejectReason.INVALID_JSON, RejectReason.SCHEMA, RejectReason.UNKNOWN_VERSION, RejectReason.UNKNOWN_CODE,
-    RejectReason.FUTURE_TS, RejectReason.STALE_TS, RejectReason.UNKNOWN_UNIT, RejectReason.TOPIC_MISMATCH,
-    RejectReason.TOO_LARGE,
-)
+REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
 FUTURE_BY = timedelta(days=100)  # past the window's end: in the future while the window is acceptable at all
 STALE_BY = timedelta(days=100)  # before the history's start: always older than the 90-day limit
 
@@ -91,28 +87,40 @@ def _too_large(r: random.Random, unit: str, good: dict, w: Window, others: list[
     return f"lift/{unit}/telemetry", _dump({**good, "firmware_dump": pad})
 
 
+def _rate_limited(r: random.Random, unit: str, good: dict, w: Window, others: list[str]) -> tuple[str, bytes]:
+    """A flood: as many samples as fit in 64 KiB (> 900), all stamped at one instant.
+
+    More than the ingestor's per-unit burst (600 by default) in one message, so it is refused
+    whatever the bucket holds. Every sample repeats the (ts, seq) of the good sample just sent,
+    so even an ingestor configured with a huge burst would store nothing new."""
+    one = _dump({"v": 1, "ts": good["ts"], "seq": good["seq"]})
+    n = (MAX_PAYLOAD_BYTES - 2) // (len(one) + 1)
+    return f"lift/{unit}/telemetry", b"[" + b",".join([one] * n) + b"]"
+
+
 BUILDERS: dict[RejectReason, Builder] = {
     RejectReason.INVALID_JSON: _invalid_json, RejectReason.SCHEMA: _schema,
     RejectReason.UNKNOWN_VERSION: _unknown_version, RejectReason.UNKNOWN_CODE: _unknown_code,
     RejectReason.FUTURE_TS: _future_ts, RejectReason.STALE_TS: _stale_ts,
     RejectReason.UNKNOWN_UNIT: _unknown_unit, RejectReason.TOPIC_MISMATCH: _topic_mismatch,
-    RejectReason.TOO_LARGE: _too_large,
+    RejectReason.TOO_LARGE: _too_large, RejectReason.RATE_LIMITED: _rate_limited,
 }
 
 
 class BadMaker:
-    """Deals reasons round-robin (reshuffled each round) so even a few bad messages cover them all."""
+    """Deals reasons so that a unit's j-th bad message gets reason (unit number + j) mod 10:
+    the first bad message of any ten consecutive units already covers every reason, and the
+    choice does not depend on how units are split across worker processes."""
 
-    def __init__(self, r: random.Random, window: Window, unit_ids: list[str]) -> None:
-        self.r = r
+    def __init__(self, window: Window, unit_ids: list[str]) -> None:
         self.window = window
         self.others = unit_ids
-        self.deck: list[RejectReason] = []
+        self.dealt: dict[str, int] = {}
 
-    def make(self, unit: str, good: dict) -> tuple[RejectReason, str, bytes]:
-        if not self.deck:
-            self.deck = list(REASONS)
-            self.r.shuffle(self.deck)
-        reason = self.deck.pop()
-        topic, payload = BUILDERS[reason](self.r, unit, good, self.window, self.others)
+    def make(self, r: random.Random, unit: str, good: dict) -> tuple[RejectReason, str, bytes]:
+        j = self.dealt.get(unit, 0)
+        self.dealt[unit] = j + 1
+        digits = "".join(ch for ch in unit[-6:] if ch.isdigit())
+        reason = REASONS[(int(digits or 0) + j) % len(REASONS)]
+        topic, payload = BUILDERS[reason](r, unit, good, self.window, self.others)
         return reason, topic, payload

@@ -84,12 +84,16 @@ _FRACTION = click.FloatRange(0.0, 1.0)
 @click.option("--no-register", is_flag=True, help="do not touch the registry (units must exist already)")
 @click.option("--dry-run", is_flag=True,
               help="generate and count only, as fast as possible: no database, no broker (measures generation)")
-@click.option("--client-id", default=None, help="MQTT client id (default liftwatch-sim-<host>-<pid>)")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes, each simulating every Nth unit end to end (own COPY connection and MQTT "
+                   "client); per-unit output is the same for any N. Use the core count for big backfills")
+@click.option("--client-id", default=None,
+              help="MQTT client id (default liftwatch-sim-<host>-<pid>; workers append -<k>)")
 @click.option("--quiet", is_flag=True, help="no progress line on stderr")
 def fleet_cmd(units: int, duration_s: float, speedup: float, seed: int, faulty: float, degradation_ramp_s: float,
               bad_fraction: float, samples_per_message: int, history_days: float, truth_path: Path | None,
               visits_file: Path | None, start: datetime | None, prefix: str, fault_scale: float,
-              no_register: bool, dry_run: bool, client_id: str | None, quiet: bool) -> None:
+              no_register: bool, dry_run: bool, workers: int, client_id: str | None, quiet: bool) -> None:
     """Simulate a fleet of lifts and escalators publishing telemetry and events over MQTT (QoS 1).
 
     Registers the units (sites with lat/lon in Shanghai, maintenance companies, user units)
@@ -113,7 +117,8 @@ def fleet_cmd(units: int, duration_s: float, speedup: float, seed: int, faulty: 
         units=units, duration_s=duration_s, speedup=speedup, seed=seed, faulty=faulty, bad_fraction=bad_fraction,
         samples_per_message=samples_per_message, history_s=history_days * 86400.0, start=start, prefix=prefix,
         visits_file=visits_file, degradation_ramp_s=degradation_ramp_s, fault_scale=fault_scale,
-        truth_path=truth_path, register=not no_register, dry_run=dry_run, client_id=client_id, progress=not quiet)
+        truth_path=truth_path, register=not no_register, dry_run=dry_run, client_id=client_id, progress=not quiet,
+        workers=workers)
     try:
         summary = run_fleet(opts, get_settings())
     except ValueError as exc:

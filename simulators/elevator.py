@@ -99,6 +99,7 @@ class LiftSim(UnitSim):
         sched, i = self.schedule, 0
         t = self.ctx.window.history_start + r.uniform(0.0, HEARTBEAT_S)
         yield self.sample(t, **self.idle_fields())
+        call, call_hour = -math.inf, -1
         while t < end:
             if i < len(sched) and sched[i].start <= t:
                 s = sched[i]
@@ -107,8 +108,11 @@ class LiftSim(UnitSim):
                     t = yield from self.scheduled(t, s)
                 continue
             next_s = sched[i].start if i < len(sched) else math.inf
-            rate = trips_per_hour(pattern, t) * busy
-            call = t + r.expovariate(rate / 3600.0) if rate > 0 else math.inf
+            hour = int(t // 3600)
+            if call <= t or hour != call_hour:  # the next call is kept until taken or the hourly rate changes
+                rate = trips_per_hour(pattern, t) * busy
+                call = t + r.expovariate(rate / 3600.0) if rate > 0 else math.inf
+                call_hour = hour
             hb = max(t, self.last_t + HEARTBEAT_S)
             idle_breaks = SAFETY_IDLE_PER_H * self.sev(SAFETY, t)
             if idle_breaks > 0:  # a worn contact also opens while the car stands (door locks)

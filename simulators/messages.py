@@ -66,8 +66,8 @@ class MessageMaker:
             raise ValueError("bad fraction must be in [0, 1)")
         self.m = samples_per_message
         self.bad_fraction = bad_fraction
-        self.bad_rng = seeds.rng(seed, "bad")
-        self.bad = BadMaker(seeds.rng(seed, "bad-content"), window, unit_ids)
+        self.seed = seed
+        self.bad = BadMaker(window, unit_ids)
         self.truth = truth
         self.pending: dict[str, list[dict]] = {}
         self.pending_t: dict[str, float] = {}
@@ -80,8 +80,10 @@ class MessageMaker:
         return Message(t, f"lift/{unit}/telemetry", payload, "telemetry", len(batch))
 
     def _maybe_bad(self, t: float, unit: str, good: dict) -> Iterator[Message]:
-        if self.bad_fraction and self.bad_rng.random() < self.bad_fraction:
-            reason, topic, payload = self.bad.make(unit, good)
+        # decided by a hash of (seed, unit, seq), not by a shared stream, so a unit's bad messages are
+        # the same however the fleet is split across worker processes
+        if self.bad_fraction and seeds.derive(self.seed, "bad", unit, good["seq"]) < self.bad_fraction * 2.0**64:
+            reason, topic, payload = self.bad.make(seeds.rng(self.seed, "bad", unit, good["seq"]), unit, good)
             self.truth.bad.append(BadRecord(topic, reason.value, hashlib.sha256(payload).hexdigest(),
                                             len(payload), t))
             yield Message(t, topic, payload, "bad", 0, reason.value)

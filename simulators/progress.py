@@ -13,41 +13,54 @@ TTY_EVERY_S = 0.25
 LOG_EVERY_S = 10.0
 
 
+def sim_clock(t: float) -> str:
+    return "sim " + to_dt(t).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S") + " CST"
+
+
 class Progress:
-    def __init__(self, label: str, *, start: float, end: float, stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.label = label
-        self.start, self.end = start, end
         self.out = stream or sys.stderr
         self.enabled = enabled
         self.tty = self.out.isatty()
         self.every = TTY_EVERY_S if self.tty else LOG_EVERY_S
-        self.t0 = time.monotonic()
+        self.t0: float | None = None  # rate baseline: the first update (a worker may be well under way)
+        self.c0 = 0
         self.last = 0.0
         self.width = 0
+        self.state: tuple[float, int, str, str, str] | None = None
+        self.shown = True  # whether the latest state has been written
 
-    def update(self, sim_t: float, count: int, unit: str = "msgs", extra: str = "", *, force: bool = False) -> None:
+    def update(self, fraction: float, count: int, unit: str, where: str = "", extra: str = "", *,
+               force: bool = False) -> None:
+        """fraction: 0..1 of the work done; where: e.g. the simulated clock."""
         if not self.enabled:
             return
         now = time.monotonic()
+        if self.t0 is None:
+            self.t0, self.c0 = now, count
+        self.state = (fraction, count, unit, where, extra)
+        self.shown = False
         if not force and now - self.last < self.every:
             return
         self.last = now
-        elapsed = max(1e-9, now - self.t0)
-        span = max(1e-9, self.end - self.start)
-        pct = min(100.0, max(0.0, 100.0 * (sim_t - self.start) / span))
-        sim = to_dt(sim_t).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
-        line = (f"{self.label}: sim {sim} CST  {pct:5.1f}%  {count:,} {unit}  "
-                f"{count / elapsed:,.0f} {unit}/s{('  ' + extra) if extra else ''}")
+        self.shown = True
+        elapsed = now - self.t0
+        rate = f"{(count - self.c0) / elapsed:,.0f} {unit}/s" if elapsed >= 0.5 else ""
+        pct = 100.0 * min(1.0, max(0.0, fraction))
+        parts = [f"{self.label}:", where, f"{pct:5.1f}%", f"{count:,} {unit}", rate, extra]
+        line = "  ".join(p for p in parts if p)
         if self.tty:
-            pad = max(0, self.width - len(line))
-            self.out.write("\r" + line + " " * pad)
+            self.out.write("\r" + line + " " * max(0, self.width - len(line)))
             self.width = len(line)
         else:
             self.out.write(line + "\n")
         self.out.flush()
 
     def done(self) -> None:
+        """Show the last state (if it was throttled away), end the line."""
+        if self.enabled and self.state is not None and not self.shown:
+            self.update(*self.state, force=True)
         if self.enabled and self.tty and self.width:
             self.out.write("\n")
             self.out.flush()

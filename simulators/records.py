@@ -1,9 +1,10 @@
 """Items into what leaves the simulator: contract objects for COPY rows, dicts for payloads.
 
-Backfill goes through liftwatch.contract's Telemetry/Event and their as_row(), so its rows
-are the ingestor's rows by construction. The MQTT payload is built straight from the
-item's fields (the hot path of a live run); tests/test_simulator_core.py checks it equals
-`Telemetry.to_payload()` for every item of a run, so the two cannot drift apart.
+liftwatch.contract's Telemetry/Event define both what a device publishes and the row the
+ingestor writes. For speed, the payload (live) and the row (backfill) are built straight
+from the item's fields; tests/test_simulator_core.py checks, for every item of a run, that
+they equal `to_payload()` and `as_row()` of the contract object and that the payload parses
+back into that very row, so the simulator cannot drift from the contract.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ def to_contract(item: Item) -> Telemetry | Event:
         return Telemetry(when(t), uid, seq, **data)
     code, state, source_code, detail = data
     return Event(when(t), uid, seq, code, state, source_code, detail)
+
+
+_TEL_FIELDS: Final = Telemetry.COLUMNS[3:]  # mode ... extra, after (time, unit_id, seq)
+
+
+def to_row(item: Item) -> tuple:
+    """The row COPY writes: exactly `to_contract(item).as_row()` (a test holds them equal for
+    every item of a run), built without the dataclass because backfill makes millions."""
+    t, _, seq, uid, kind, data = item
+    if kind == "T":
+        get = data.get
+        return (when(t), uid, seq, *[get(name) for name in _TEL_FIELDS])
+    code, state, source_code, detail = data
+    return (when(t), uid, seq, code, state, source_code, detail)
 
 
 class TsFormatter:

@@ -1,35 +1,33 @@
 """`liftwatch simulate fleet` as a function: register, backfill, publish live, write the truth.
 
 The CLI is a thin wrapper around `run_fleet`; tests call either. Counts in the summary are
-what the simulator handed to the broker and acknowledged (or wrote by COPY), so a test can
-compare them with the rows the ingestor stored.
+what the simulator handed to the broker and had acknowledged (or wrote by COPY), so a test
+can compare them with the rows the ingestor stored.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from liftwatch.settings import Settings
 from simulators.clock import LOCAL_TZ, Window, iso, plan_window
-from simulators.fleet import Fleet, build_fleet
-from simulators.messages import MessageCounts, MessageMaker
-from simulators.progress import Progress
-from simulators.stream import DEFAULT_RAMP_S, FleetConfig, FleetSim
-from simulators.truth import Truth, write_truth
-from simulators.unit import Item
+from simulators.fleet import build_fleet
+from simulators.messages import MessageCounts
+from simulators.progress import Progress, sim_clock
+from simulators.shard import DONE, HISTORY, ShardJob, ShardResult, run_shard
+from simulators.stream import DEFAULT_RAMP_S, FleetConfig
+from simulators.truth import write_truth
 from simulators.visits import read_plan
 
-log = logging.getLogger(__name__)
-
-ACK_TIMEOUT_S = 120.0  # how long to wait at the end for the broker to acknowledge everything
+# The ingestor reloads its registry on a message from an unknown unit at most every 2 s
+# (ingest MISS_REFRESH_MIN_S): units registered just now are only published to after this.
+REGISTRY_SETTLE_S = 2.5
 
 
 @dataclass
@@ -52,6 +50,7 @@ class FleetOptions:
     dry_run: bool = False  # generate and count only: no database, no broker
     client_id: str | None = None
     progress: bool = True
+    workers: int = 1  # processes, each running every Nth unit end to end
 
 
 @dataclass
@@ -59,6 +58,7 @@ class FleetSummary:
     window: Window
     units: int
     degraded: dict[str, int]
+    workers: int = 1
     registered_units: int = 0
     history_telemetry_rows: int = 0
     history_event_rows: int = 0
@@ -76,11 +76,31 @@ class FleetSummary:
         c = self.live
         return c.telemetry_messages + c.event_messages + c.bad_messages
 
+    def add(self, r: ShardResult) -> None:
+        self.history_telemetry_rows += r.history_telemetry_rows
+        self.history_event_rows += r.history_event_rows
+        self.history_seconds = max(self.history_seconds, r.history_seconds)
+        c, o = self.live, r.live
+        c.telemetry_messages += o.telemetry_messages
+        c.telemetry_rows += o.telemetry_rows
+        c.event_messages += o.event_messages
+        c.event_rows += o.event_rows
+        c.bad_messages += o.bad_messages
+        c.bad_by_reason.update(o.bad_by_reason)
+        self.status_messages += r.status_messages
+        self.live_seconds = max(self.live_seconds, r.live_seconds)
+        self.acked = self.acked and r.acked
+        self.interrupted = self.interrupted or r.interrupted
+        self.faults += len(r.faults)
+        for v in r.visits:
+            self.visits[v.case] = self.visits.get(v.case, 0) + 1
+
     def as_json(self) -> dict[str, Any]:
         live = asdict(self.live)
         live["bad_by_reason"] = dict(self.live.bad_by_reason)
         return {
             "units": self.units, "registered_units": self.registered_units, "degraded": self.degraded,
+            "workers": self.workers,
             "history": {"telemetry_rows": self.history_telemetry_rows, "event_rows": self.history_event_rows,
                         "seconds": round(self.history_seconds, 3)},
             "live": {**live, "status_messages": self.status_messages, "seconds": round(self.live_seconds, 3),
@@ -93,17 +113,15 @@ class FleetSummary:
         hist_rows = self.history_telemetry_rows + self.history_event_rows
         out = [
             f"window: history {iso(w.history_start)} .. live {iso(w.live_start)} .. end {iso(w.end)}",
-            f"units: {self.units} ({self.registered_units} newly registered), degraded: "
+            f"units: {self.units} ({self.registered_units} newly registered, {self.workers} worker(s)), degraded: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.degraded.items())) or "none"),
         ]
         if hist_rows:
             out.append(f"history (COPY): {self.history_telemetry_rows:,} telemetry rows, {self.history_event_rows:,} "
                        f"event rows in {self.history_seconds:.1f} s ({hist_rows / max(self.history_seconds, 1e-9):,.0f} rows/s)")
-        out += [
-            f"live (MQTT QoS 1): {c.telemetry_messages:,} telemetry messages ({c.telemetry_rows:,} rows), "
-            f"{c.event_messages:,} events, {c.bad_messages:,} bad, {self.status_messages:,} status "
-            f"in {self.live_seconds:.1f} s ({self.live_messages / max(self.live_seconds, 1e-9):,.0f} msg/s)",
-        ]
+        out.append(f"live (MQTT QoS 1): {c.telemetry_messages:,} telemetry messages ({c.telemetry_rows:,} rows), "
+                   f"{c.event_messages:,} events, {c.bad_messages:,} bad, {self.status_messages:,} status "
+                   f"in {self.live_seconds:.1f} s ({self.live_messages / max(self.live_seconds, 1e-9):,.0f} msg/s)")
         if c.bad_messages:
             out.append("bad by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(c.bad_by_reason.items())))
         out.append(f"faults injected: {self.faults}; visits: "
@@ -115,8 +133,37 @@ class FleetSummary:
         return out
 
 
+class Reporter:
+    """Turns (phase, fraction, count, simulated time) into the progress line."""
+
+    def __init__(self, enabled: bool, units: int) -> None:
+        self.enabled = enabled
+        self.units = units
+        self.phase: int | None = None
+        self.bar: Progress | None = None
+
+    def __call__(self, phase: int, fraction: float, count: int, sim_t: float, force: bool = False) -> None:
+        if phase != self.phase:
+            if self.bar is not None:
+                self.bar.done()
+            self.phase = phase
+            self.bar = None if phase == DONE else Progress("history" if phase == HISTORY else "live",
+                                                            enabled=self.enabled)
+        if self.bar is None:
+            return
+        if phase == HISTORY:
+            self.bar.update(fraction, count, "rows", f"units {round(fraction * self.units):,}/{self.units:,}",
+                            force=force)
+        else:
+            self.bar.update(fraction, count, "msgs", sim_clock(sim_t), force=force)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.done()
+
+
 def default_client_id() -> str:
-    return f"liftwatch-sim-{socket.gethostname()}-{os.getpid()}"[:64]
+    return f"liftwatch-sim-{socket.gethostname()}-{os.getpid()}"[:60]
 
 
 def run_fleet(opts: FleetOptions, settings: Settings, *, now: datetime | None = None) -> FleetSummary:
@@ -125,119 +172,59 @@ def run_fleet(opts: FleetOptions, settings: Settings, *, now: datetime | None = 
                          history_s=opts.history_s, start=opts.start)
     fleet = build_fleet(seed=opts.seed, n_units=opts.units, prefix=opts.prefix, faulty=opts.faulty,
                         today=now.astimezone(LOCAL_TZ).date())
-    visits = read_plan(opts.visits_file) if opts.visits_file else None
-    truth = Truth()
+    unit_ids = [u.unit_id for u in fleet.units]
     degraded: dict[str, int] = {}
     for u in fleet.units:
         if u.mechanism:
             degraded[u.mechanism.value] = degraded.get(u.mechanism.value, 0) + 1
-    summary = FleetSummary(window, len(fleet.units), degraded)
-    conn = None
+    workers = max(1, min(opts.workers, len(fleet.units)))
+    summary = FleetSummary(window, len(fleet.units), degraded, workers=workers)
+    seq_start: dict[str, int] = {}
+    live_not_before = 0.0
     if not opts.dry_run and (opts.register or opts.history_s > 0):
         from liftwatch import db as dbmod
         from simulators.registration import next_seqs, register
 
-        conn = dbmod.connect(settings.database_url, autocommit=True, application_name="liftwatch-simulate")
-    try:
-        seq_start: dict[str, int] = {}
-        if conn is not None:
+        with dbmod.connect(settings.database_url, autocommit=True, application_name="liftwatch-simulate") as conn:
             if opts.register:
                 summary.registered_units = register(conn, fleet).units
-            seq_start = next_seqs(conn, [u.unit_id for u in fleet.units])
-        sim = FleetSim(fleet, FleetConfig(seed=opts.seed, window=window, fault_scale=opts.fault_scale,
-                                          degradation_ramp_s=opts.degradation_ramp_s, visits=visits,
-                                          seq_start=seq_start), truth)
-        items = sim.items()
-        if opts.history_s > 0:
-            items = _history(opts, conn, items, window, summary)
-        if opts.duration_s > 0:
-            _live(opts, settings, fleet, items, window, truth, summary)
+                if summary.registered_units:
+                    live_not_before = time.time() + REGISTRY_SETTLE_S
+            seq_start = next_seqs(conn, unit_ids)
+    config = FleetConfig(seed=opts.seed, window=window, fault_scale=opts.fault_scale,
+                         degradation_ramp_s=opts.degradation_ramp_s,
+                         visits=read_plan(opts.visits_file) if opts.visits_file else None, seq_start=seq_start)
+    job = ShardJob(fleet=fleet, full_unit_ids=unit_ids, config=config,
+                   database_url=None if opts.dry_run else settings.database_url,
+                   mqtt_url=None if opts.dry_run else settings.mqtt_url,
+                   client_id=opts.client_id or default_client_id(), speedup=opts.speedup,
+                   samples_per_message=opts.samples_per_message, bad_fraction=opts.bad_fraction,
+                   history=opts.history_s > 0, live=opts.duration_s > 0, live_not_before=live_not_before)
+    reporter = Reporter(opts.progress, len(fleet.units))
+    try:
+        if workers == 1:
+            results = [run_shard(job, reporter)]
+        else:
+            from simulators.workers import run_workers
+
+            results = run_workers(job, workers, reporter)
     finally:
-        if conn is not None:
-            conn.close()
-    summary.faults = len(truth.faults)
-    for v in sim.visits:
-        summary.visits[v.case] = summary.visits.get(v.case, 0) + 1
+        reporter.close()
+    for r in results:
+        summary.add(r)
     if opts.truth_path:
-        write_truth(opts.truth_path, _truth_doc(opts, sim, truth, summary))
+        write_truth(opts.truth_path, _truth_doc(opts, window, results, summary))
     return summary
 
 
-def _history(opts: FleetOptions, conn: Any, items: Any, window: Window, summary: FleetSummary) -> Any:
-    """Backfill [history_start, live_start); return the remaining items (live part)."""
-    from simulators.backfill import backfill
-
-    bar = Progress("history", start=window.history_start, end=window.live_start, enabled=opts.progress)
-    t0 = time.monotonic()
-    boundary: Item | None = None
-    if conn is None:  # dry run: generate and count
-        tel = ev = 0
-        for item in items:
-            if item[0] >= window.live_start:
-                boundary = item
-                break
-            if item[4] == "T":
-                tel += 1
-            else:
-                ev += 1
-            if (tel + ev) % 10_000 == 0:
-                bar.update(item[0], tel + ev, "rows")
-        summary.history_telemetry_rows, summary.history_event_rows = tel, ev
-    else:
-        counts, boundary = backfill(conn, items, until=window.live_start,
-                                    progress=lambda t, n: bar.update(t, n, "rows", force=True))
-        summary.history_telemetry_rows, summary.history_event_rows = counts.telemetry_rows, counts.event_rows
-    bar.done()
-    summary.history_seconds = time.monotonic() - t0
-    return chain([boundary], items) if boundary is not None else items
-
-
-def _live(opts: FleetOptions, settings: Settings, fleet: Fleet, items: Any, window: Window, truth: Truth,
-          summary: FleetSummary) -> None:
-    from simulators.publisher import FleetPublisher, Pacer
-
-    maker = MessageMaker(seed=opts.seed, window=window, unit_ids=[u.unit_id for u in fleet.units], truth=truth,
-                         samples_per_message=opts.samples_per_message, bad_fraction=opts.bad_fraction)
-    counts = summary.live
-    pub = None
-    if not opts.dry_run:
-        pub = FleetPublisher(settings.mqtt, opts.client_id or default_client_id())
-        pub.connect()
-        summary.status_messages += pub.statuses((u.unit_id for u in fleet.units), b"online")
-    bar = Progress("live", start=window.live_start, end=window.end, enabled=opts.progress)
-    pacer = Pacer(window.live_start, 0.0 if opts.dry_run else opts.speedup)
-    t0 = time.monotonic()
-    sim_t = window.live_start
-
-    def tick() -> None:
-        bar.update(sim_t, summary.live_messages, extra=f"unacked {pub.sent - pub.acked:,}" if pub else "")
-
-    try:
-        for msg in chain(maker.messages(items), maker.flush()):
-            sim_t = max(sim_t, msg.t)
-            pacer.wait_for(msg.t, tick)
-            if pub is not None:
-                pub.publish(msg.topic, msg.payload)
-            counts.add(msg)
-            tick()
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        for msg in maker.flush():  # what is batched already belongs to the stream: send it
-            if pub is not None:
-                pub.publish(msg.topic, msg.payload)
-            counts.add(msg)
-    finally:
-        if pub is not None:
-            summary.status_messages += pub.statuses((u.unit_id for u in fleet.units), b"offline")
-            summary.acked = pub.wait_acked(ACK_TIMEOUT_S, tick)
-            pub.close()
-        bar.update(window.end if not summary.interrupted else sim_t, summary.live_messages, force=True)
-        bar.done()
-        summary.live_seconds = time.monotonic() - t0
-
-
-def _truth_doc(opts: FleetOptions, sim: FleetSim, truth: Truth, summary: FleetSummary) -> dict[str, Any]:
-    w = sim.config.window
+def _truth_doc(opts: FleetOptions, w: Window, results: list[ShardResult], summary: FleetSummary) -> dict[str, Any]:
+    units: dict[str, dict] = {}
+    for r in results:
+        units.update(r.units)
+    faults = sorted((f for r in results for f in r.faults), key=lambda f: (f.raised_at, f.unit_id, f.raised_seq))
+    episodes = sorted((e for r in results for e in r.episodes), key=lambda e: (e.start, e.unit_id))
+    bad = sorted((b for r in results for b in r.bad), key=lambda b: (b.published_at, b.topic, b.payload_sha256))
+    visits = sorted((v for r in results for v in r.visits), key=lambda v: (v.start, v.unit_id))
     return {
         "version": 1,
         "generated_by": "liftwatch simulate fleet",
@@ -249,9 +236,9 @@ def _truth_doc(opts: FleetOptions, sim: FleetSim, truth: Truth, summary: FleetSu
             "history_start": iso(w.history_start), "live_start": iso(w.live_start), "end": iso(w.end),
         },
         "counts": summary.as_json(),
-        "units": sim.units_truth(),
-        "faults": [f.to_json() for f in truth.faults],
-        "episodes": [e.to_json() for e in truth.episodes],
-        "visits": [v.to_json() for v in sim.visits],
-        "bad_messages": [b.to_json() for b in truth.bad],
+        "units": dict(sorted(units.items())),
+        "faults": [f.to_json() for f in faults],
+        "episodes": [e.to_json() for e in episodes],
+        "visits": [v.to_json() for v in visits],
+        "bad_messages": [b.to_json() for b in bad],
     }

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import takewhile
 
-from simulators.clock import Window
+from simulators.clock import Window, iso
 from simulators.degradation import SIGNAL, Degradation
 from simulators.elevator import LiftSim
 from simulators.escalator import EscalatorSim
@@ -72,11 +72,14 @@ class FleetSim:
         onset = round(w.history_start + spec.onset_frac * w.span, 3)
         return Degradation(spec.mechanism, onset, self.config.degradation_ramp_s)
 
+    def streams(self) -> list[Iterator[Item]]:
+        """Each unit's own items, in its time order, cut at the window's end."""
+        end = self.config.window.end
+        return [takewhile(lambda it: it[0] < end, u.run()) for u in self.units]
+
     def items(self) -> Iterator[Item]:
         """Every sample and event of the window, ordered by (time, unit, seq)."""
-        end = self.config.window.end
-        streams = [takewhile(lambda it: it[0] < end, u.run()) for u in self.units]
-        return heapq.merge(*streams)
+        return merge(self.streams())
 
     def next_seqs(self) -> dict[str, int]:
         """Each unit's next unused seq (after the items consumed so far)."""
@@ -85,8 +88,6 @@ class FleetSim:
     def units_truth(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
         ramp = self.config.degradation_ramp_s
-        from simulators.clock import iso
-
         for spec in self.fleet.units:
             deg = self.degradations.get(spec.unit_id)
             out[spec.unit_id] = {
@@ -101,3 +102,8 @@ class FleetSim:
                 },
             }
         return out
+
+
+def merge(streams: list[Iterator[Item]]) -> Iterator[Item]:
+    """One time-ordered stream; ties broken by unit index and seq, so the order is total."""
+    return heapq.merge(*streams)

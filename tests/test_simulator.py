@@ -90,7 +90,7 @@ def test_fifty_units_for_an_hour_through_broker_and_ingestor(
         assert c.execute("SELECT count(DISTINCT unit_id) FROM telemetry").fetchone()[0] == 50
     bad = truth["bad_messages"]
     assert {b["reason"] for b in bad} == {"invalid_json", "schema", "unknown_version", "unknown_code", "future_ts",
-                                          "stale_ts", "unknown_unit", "topic_mismatch", "too_large"}
+                                          "stale_ts", "unknown_unit", "topic_mismatch", "too_large", "rate_limited"}
     assert Counter(rejected[b["payload_sha256"]] == b["reason"] for b in bad) == Counter({True: len(bad)})
 
     # --- raised/cleared events match the truth's faults -----------------------------------------
@@ -166,8 +166,8 @@ def test_history_backfill_then_live_continues_the_seqs(
         db_url: str, mqtt_url: str, ingestor: Ingestor, tmp_path: Path) -> None:
     prefix = f"H{uuid.uuid4().hex[:6]}"
     opts = FleetOptions(units=20, duration_s=600, speedup=0, seed=11, faulty=0.25, history_s=86400, prefix=prefix,
-                        fault_scale=20.0, truth_path=tmp_path / "truth.json", progress=False)
-    summary = run_fleet(opts, get_settings())
+                        fault_scale=20.0, truth_path=tmp_path / "truth.json", progress=False, workers=2)
+    summary = run_fleet(opts, get_settings())  # two worker processes, each with its own COPY and MQTT client
     hist_tel, hist_ev = summary.history_telemetry_rows, summary.history_event_rows
     assert hist_tel > 20 * 1000 and summary.acked
     tel = hist_tel + summary.live.telemetry_rows

@@ -15,14 +15,16 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from liftwatch.contract import MODES, Topic, parse_message
+from liftwatch.contract import MAX_PAYLOAD_BYTES, MODES, Topic, parse_message
 from liftwatch.errors import ContractError
+from liftwatch.settings import Settings
 from simulators.bad import REASONS
 from simulators.cli import fleet_cmd, technicians_cmd
 from simulators.clock import LOCAL_TZ, Window, parse_duration, plan_window
 from simulators.fleet import build_fleet
 from simulators.messages import MessageMaker
-from simulators.records import to_contract, to_payload
+from simulators.records import to_contract, to_payload, to_row
+from simulators.runner import FleetOptions, run_fleet
 from simulators.stream import FleetConfig, FleetSim
 from simulators.visits import Visit, plan_visits, read_plan
 
@@ -62,6 +64,7 @@ def test_payloads_are_the_contracts_and_parse_back_to_the_backfill_rows() -> Non
         obj = to_contract(item)
         payload = to_payload(item, obj.to_payload()["ts"])
         assert payload == obj.to_payload()
+        assert to_row(item) == obj.as_row()
         stream = "telemetry" if item[4] == "T" else "event"
         parsed = parse_message(Topic.parse(f"lift/{item[3]}/{stream}"), orjson.dumps(payload), now=NOW)
         assert [p.as_row() for p in parsed] == [obj.as_row()]
@@ -101,6 +104,11 @@ def test_every_bad_message_is_refused_for_its_reason() -> None:
         topic = Topic.parse(m.topic)
         if m.reason == "unknown_unit":
             assert topic.unit_id not in registered
+            continue
+        if m.reason == "rate_limited":  # valid samples, but more in one message than the ingestor's burst
+            samples = parse_message(topic, m.payload, now=now)
+            assert len(samples) > Settings().ingest_unit_burst and len(m.payload) <= MAX_PAYLOAD_BYTES
+            assert len({(s.time, s.seq) for s in samples}) == 1
             continue
         assert topic.unit_id in registered
         with pytest.raises(ContractError) as exc:
@@ -142,10 +150,17 @@ def test_visits_put_units_in_inspection_only_when_someone_is_on_site() -> None:
         assert u.kind == "traction"  # the assertions below are about lifts
     sim = FleetSim(fleet, FleetConfig(seed=3, window=window, visits=plan, fault_scale=0.0))
     modes: dict[str, Counter] = defaultdict(Counter)
+    seen: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for t, _, _, uid, kind, data in sim.items():
         if kind == "T" and t0 <= t < t0 + 3600:
             modes[uid][data["mode"]] += 1
-    assert modes["SIM-00001"]["inspection"] >= 55 and modes["SIM-00003"]["inspection"] >= 55
+            seen[uid].append((t, data["mode"]))
+    for on_site in ("SIM-00001", "SIM-00003"):
+        # the technician waits for a running trip to end; from then on the unit stays in inspection mode
+        first = next(t for t, mode in seen[on_site] if mode == "inspection")
+        assert first < t0 + 180
+        assert {mode for t, mode in seen[on_site] if t >= first} == {"inspection"}
+        assert modes[on_site]["inspection"] >= 40  # and it reports at least once a minute
     assert modes["SIM-00002"]["inspection"] == 0 and modes["SIM-00004"]["inspection"] == 0
     assert sum(modes["SIM-00002"].values()) > 0
 
@@ -236,3 +251,24 @@ def test_fleet_dry_run_from_the_command_line(tmp_path: Path) -> None:
     assert len(doc["units"]) == 30 and sum(u["degradation"] is not None for u in doc["units"].values()) == 3
     assert "live (MQTT QoS 1)" in res.output
     assert CliRunner().invoke(fleet_cmd, ["--duration", "soon"]).exit_code == 2
+
+
+def test_workers_change_nothing_but_speed(tmp_path: Path) -> None:
+    """Each unit's stream is its own: split over two processes, the truth is the same."""
+    docs = []
+    for workers in (1, 2):
+        path = tmp_path / f"truth{workers}.json"
+        opts = FleetOptions(units=40, duration_s=600, speedup=0, history_s=6 * 3600, faulty=0.3, bad_fraction=0.05,
+                            fault_scale=20.0, samples_per_message=3, dry_run=True, progress=False, truth_path=path,
+                            workers=workers, start=NOW - timedelta(minutes=10))
+        summary = run_fleet(opts, Settings(), now=NOW)
+        assert summary.workers == workers
+        docs.append(orjson.loads(path.read_bytes()))
+    one, two = docs
+    for key in ("units", "faults", "episodes", "visits", "bad_messages"):
+        assert one[key] == two[key], key
+    for part in ("history", "live"):
+        a, b = dict(one["counts"][part]), dict(two["counts"][part])
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    assert one["counts"]["live"]["bad_messages"] > 0 and one["faults"]
