@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class Inbound:
     """One MQTT message as received; nothing is parsed on the network thread."""
 
-    topic: str
+    topic: bytes  # decoded by the parse stage, not on the network thread
     payload: bytes
     mid: int
     qos: int
@@ -53,15 +53,17 @@ class Inbox:
                 self._cond.notify_all()
 
     def take(self, batch_size: int, max_wait: float, idle_timeout: float) -> list[Inbound]:
-        """Up to batch_size items; [] if nothing arrived within idle_timeout."""
+        """Up to batch_size items; [] if nothing arrived within idle_timeout. The wait for a full
+        batch ends max_wait after the *oldest* waiting message arrived, so a message that queued
+        while the previous batch was being written does not wait a second window."""
         with self._cond:
             self._want = 1
             if not self._items and not self._cond.wait_for(lambda: self._items, idle_timeout):
                 return []
-            deadline = time.monotonic() + max_wait
+            deadline = self._items[0].received + max_wait
             self._want = batch_size
             while len(self._items) < batch_size:
-                left = deadline - time.monotonic()
+                left = deadline - time.time()
                 if left <= 0:
                     break
                 self._cond.wait(left)

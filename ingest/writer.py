@@ -1,4 +1,4 @@
-"""The batch writer: validate, COPY into staging, one INSERT ... ON CONFLICT DO NOTHING, commit.
+"""The write stage: COPY a parsed batch into staging, one INSERT ... ON CONFLICT DO NOTHING, commit.
 
 Rows, rejects, seq gaps and entrapment alerts of one batch are committed in one transaction;
 the caller acknowledges the batch's MQTT messages only after `write()` returns. A batch the
@@ -9,9 +9,7 @@ never blocks the stream.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,16 +18,11 @@ import orjson
 import psycopg
 
 from ingest.gaps import Gap, SeqState, observe, settle
-from ingest.inbox import Inbound
-from ingest.metrics import IngestMetrics
-from ingest.ratelimit import UnitRateLimiter
-from liftwatch.contract import Event, Limits, RejectReason, Telemetry, Topic, parse_message
-from liftwatch.errors import ContractError
+from ingest.parser import Parsed, Reject
+from liftwatch.contract import Event, RejectReason, Stream, Telemetry, Topic
 
 log = logging.getLogger(__name__)
 
-REJECT_PAYLOAD_KEEP = 64 * 1024  # bytes of a rejected payload kept for the operator to read
-MISS_REFRESH_MIN_S = 2.0  # an unknown unit triggers a registry reload at most this often
 
 _TEL_TYPES = ["timestamptz", "text", "int8", "text", "int2", "text", "bool", "text", "bool", "bool",
               "float4", "float4", "float4", "float4", "float4", "float4", "int8", "float8", "jsonb"]
@@ -47,8 +40,10 @@ COPY_TEL = f"COPY stage_telemetry ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_EV = f"COPY stage_events ({_EV_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_REJ = f"COPY rejected_messages ({', '.join(_REJ_COLS)}) FROM STDIN (FORMAT BINARY)"
 # column lists are module constants, never input
-INSERT_TEL = (f"INSERT INTO telemetry ({_TEL_COLS}) SELECT {_TEL_COLS} FROM stage_telemetry "  # noqa: S608
-              "ON CONFLICT DO NOTHING RETURNING unit_id, seq")
+# per unit, not per row: the seqs stored (for gap tracking), the newest ts and how many
+INSERT_TEL = (f"WITH ins AS (INSERT INTO telemetry ({_TEL_COLS}) SELECT {_TEL_COLS} FROM stage_telemetry "  # noqa: S608
+              "ON CONFLICT DO NOTHING RETURNING unit_id, seq, time) "
+              "SELECT unit_id, array_agg(seq), max(time), count(*) FROM ins GROUP BY unit_id")
 INSERT_EV = (f"INSERT INTO events ({_EV_COLS}) SELECT {_EV_COLS} FROM stage_events "  # noqa: S608
              "ON CONFLICT DO NOTHING RETURNING unit_id, seq, time, code, state, source_code")
 LOCK_STATE = ("SELECT unit_id, next_seq, ahead, hole_since FROM unit_ingest_state "
@@ -74,19 +69,6 @@ RETURNING alert_id, (xmax = 0) AS opened"""
 
 
 @dataclass(slots=True)
-class Reject:
-    msg: Inbound
-    unit_id: str | None
-    reason: str
-    detail: str
-
-    def row(self) -> tuple:
-        p = self.msg.payload
-        return (self.msg.topic, self.unit_id, self.reason, self.detail, p[:REJECT_PAYLOAD_KEEP], len(p),
-                hashlib.sha256(p).digest())
-
-
-@dataclass(slots=True)
 class Entrapment:
     unit_id: str
     seq: int
@@ -106,36 +88,13 @@ class BatchResult:
     published: list[float] = field(default_factory=list)  # device ts per accepted message
 
 
-class Registry:
-    """The set of registered unit ids, reloaded periodically and (rate-limited) on a miss."""
-
-    def __init__(self, refresh_s: float) -> None:
-        self.refresh_s = refresh_s
-        self.units: frozenset[str] = frozenset()
-        self.loaded_at = 0.0
-
-    def load(self, conn: psycopg.Connection) -> None:
-        with conn.transaction():
-            self.units = frozenset(r[0] for r in conn.execute("SELECT unit_id FROM units"))
-        self.loaded_at = time.monotonic()
-
-    def stale(self) -> bool:
-        return time.monotonic() - self.loaded_at >= self.refresh_s
-
-
 class BatchWriter:
-    """Owns one database connection; `write(batch)` commits a batch or raises OperationalError."""
+    """Owns one database connection; `write(parsed)` commits a batch or raises OperationalError."""
 
-    def __init__(self, dsn: str, metrics: IngestMetrics, *, registry_refresh_s: float, gap_settle_s: float,
-                 limits: Limits, rate_limiter: UnitRateLimiter | None = None) -> None:
+    def __init__(self, dsn: str, *, gap_settle_s: float) -> None:
         self.dsn = dsn
-        self.metrics = metrics
-        self.registry = Registry(registry_refresh_s)
         self.settle_for = timedelta(seconds=gap_settle_s)
-        self.limits = limits
         self.conn: psycopg.Connection | None = None
-        self.unknown_units: dict[str, int] = defaultdict(int)
-        self.limiter = rate_limiter or UnitRateLimiter(0, 0)
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -145,7 +104,6 @@ class BatchWriter:
                 self.conn.close()
             self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="liftwatch-ingest")
             self.conn.execute(SETUP_SQL)
-            self.registry.load(self.conn)
         return self.conn
 
     def close(self) -> None:
@@ -154,10 +112,8 @@ class BatchWriter:
             self.conn = None
 
     def maintain(self) -> list[Gap]:
-        """Between batches: reload the registry when due and record settled seq holes as gaps."""
+        """Between batches: record seq holes that stayed open past the settle time as gaps."""
         conn = self.connection()
-        if self.registry.stale():
-            self.registry.load(conn)
         now = datetime.now(UTC)
         gaps: list[Gap] = []
         with conn.transaction(), conn.cursor() as cur:
@@ -170,68 +126,38 @@ class BatchWriter:
             self._record_gaps(cur, gaps)
         return gaps
 
-    # --- validation ---------------------------------------------------------------------------
+    # --- writing ------------------------------------------------------------------------------
 
-    def _parse(self, batch: list[Inbound]) -> tuple[list[tuple], list[tuple], list[Reject], list[float]]:
+    def write(self, parsed: Parsed) -> BatchResult:
+        """Write a parsed batch in one transaction (splitting around poison messages); commit; return."""
+        try:
+            result = self._commit(parsed)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if len(parsed.msgs) > 1:
+                left, right = parsed.halves()
+                result = _merge(self.write(left), self.write(right))
+            else:
+                msg = parsed.msgs[0]
+                topic = msg.topic.decode("utf-8", "replace")
+                detail = f"database refused it: {exc.diag.message_primary or exc}"[:500]
+                log.warning("message refused by the database", extra={"topic": topic, "error": detail})
+                reject = Reject(msg, topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail)
+                result = self._commit(Parsed(parsed.msgs, [reject], [None]))
+        result.published = parsed.published
+        return result
+
+    def _commit(self, parsed: Parsed) -> BatchResult:
         tel: list[tuple] = []
         ev: list[tuple] = []
         rejects: list[Reject] = []
-        published: list[float] = []  # device ts of each accepted message's newest sample (lag metric)
-        now = datetime.now(UTC)
-        units = self.registry.units
-        for msg in batch:
-            unit_id = Topic.unit_from(msg.topic)
-            try:
-                topic = Topic.parse(msg.topic)
-                if topic.unit_id not in units:
-                    if time.monotonic() - self.registry.loaded_at >= MISS_REFRESH_MIN_S:
-                        self.registry.load(self.connection())
-                        units = self.registry.units
-                    if topic.unit_id not in units:
-                        raise ContractError(RejectReason.UNKNOWN_UNIT, f"unit {topic.unit_id!r} is not in the registry")
-                samples = parse_message(topic, msg.payload, now=now, limits=self.limits)
-                if self.limiter.enabled and not self.limiter.allow(
-                        topic.unit_id, len(samples), max(s.time for s in samples).timestamp(), msg.received):
-                    raise ContractError(RejectReason.RATE_LIMITED,
-                                        f"unit over {self.limiter.rate:g} samples/s (burst {self.limiter.burst:g})")
-            except ContractError as exc:
-                rejects.append(Reject(msg, unit_id, exc.reason, exc.detail))
-                if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:
-                    self._count_unknown(unit_id)
-                continue
-            published.append(samples[-1].time.timestamp())
-            if isinstance(samples[0], Telemetry):
-                tel.extend(s.as_row() for s in samples)
+        for item, stream in zip(parsed.items, parsed.streams, strict=True):
+            if stream is Stream.TELEMETRY:
+                tel.extend(item)
+            elif stream is Stream.EVENT:
+                ev.extend(item)
             else:
-                ev.extend(s.as_row() for s in samples)
-        return tel, ev, rejects, published
-
-    def _count_unknown(self, unit_id: str) -> None:
-        n = self.unknown_units[unit_id] = self.unknown_units[unit_id] + 1
-        if n == 1 or n % 1000 == 0:
-            log.warning("messages from unregistered unit quarantined", extra={"unit_id": unit_id, "count": n})
-
-    # --- writing ------------------------------------------------------------------------------
-
-    def write(self, batch: list[Inbound]) -> BatchResult:
-        """Write a batch in one transaction (splitting around poison messages); commit; return."""
-        tel, ev, rejects, published = self._parse(batch)
-        try:
-            result = self._commit(batch, tel, ev, rejects)
-            result.published = published
-            return result
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            if len(batch) == 1:
-                detail = f"database refused it: {exc.diag.message_primary or exc}"[:500]
-                unit_id = Topic.unit_from(batch[0].topic)
-                log.warning("message refused by the database", extra={"unit_id": unit_id, "error": detail})
-                return self._commit(batch, [], [], [Reject(batch[0], unit_id, RejectReason.SCHEMA, detail)])
-            mid = len(batch) // 2
-            left, right = self.write(batch[:mid]), self.write(batch[mid:])
-            return _merge(left, right)
-
-    def _commit(self, batch: list[Inbound], tel: list[tuple], ev: list[tuple], rejects: list[Reject]) -> BatchResult:
-        result = BatchResult(messages=len(batch), rejects=rejects)
+                rejects.append(item)
+        result = BatchResult(messages=len(parsed.msgs), rejects=rejects)
         conn = self.connection()
         inserted: dict[str, list[int]] = defaultdict(list)
         last_time: dict[str, datetime] = {}
@@ -241,12 +167,10 @@ class BatchWriter:
                     cp.set_types(_TEL_TYPES)
                     for row in tel:
                         cp.write_row(row)
-                for unit_id, seq in cur.execute(INSERT_TEL).fetchall():
-                    inserted[unit_id].append(seq)
-                result.rows["telemetry"] = cur.rowcount
-                for row in tel:
-                    if row[0] > last_time.get(row[1], row[0]) or row[1] not in last_time:
-                        last_time[row[1]] = row[0]
+                for unit_id, seqs, newest, n in cur.execute(INSERT_TEL).fetchall():
+                    inserted[unit_id].extend(seqs)
+                    last_time[unit_id] = newest
+                    result.rows["telemetry"] += n
             if ev:
                 with cur.copy(COPY_EV) as cp:
                     cp.set_types(_EV_TYPES)
@@ -256,7 +180,7 @@ class BatchWriter:
                 result.rows["events"] = len(new_events)
                 for unit_id, seq, t, code, state, source_code in new_events:
                     inserted[unit_id].append(seq)
-                    if t > last_time.get(unit_id, t) or unit_id not in last_time:
+                    if unit_id not in last_time or t > last_time[unit_id]:
                         last_time[unit_id] = t
                     if code == "entrapment" and state == "raised":
                         result.entrapments.append(Entrapment(unit_id, seq, t, source_code))

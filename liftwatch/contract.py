@@ -184,40 +184,6 @@ def _bad(field_name: str, why: str) -> ContractError:
     return ContractError(RejectReason.SCHEMA, f"{field_name}: {why}")
 
 
-def _int(obj: dict, name: str, lo: int, hi: int) -> int | None:
-    v = obj.get(name)
-    if v is None:
-        return None
-    if type(v) is not int or not lo <= v <= hi:
-        raise _bad(name, f"expected an integer in [{lo}, {hi}], got {_show(v)}")
-    return v
-
-
-def _num(obj: dict, name: str) -> float | None:
-    v = obj.get(name)
-    if v is None:
-        return None
-    if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > MAX_ABS_MEASURE:
-        raise _bad(name, f"expected a finite number, got {_show(v)}")
-    return float(v)
-
-
-def _bool(obj: dict, name: str) -> bool | None:
-    v = obj.get(name)
-    if v is None or type(v) is bool:
-        return v
-    raise _bad(name, f"expected true or false, got {_show(v)}")
-
-
-def _enum(obj: dict, name: str, allowed: frozenset[str]) -> str | None:
-    v = obj.get(name)
-    if v is None:
-        return None
-    if type(v) is not str or v not in allowed:
-        raise _bad(name, f"expected one of {sorted(allowed)}, got {_show(v)}")
-    return v
-
-
 def _show(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -275,40 +241,76 @@ def _common(obj: Any, unit_id: str, now: datetime, limits: Limits) -> tuple[date
             raise ContractError(RejectReason.TOPIC_MISMATCH, f"payload {key}={_show(obj[key])} but topic unit is {unit_id!r}")
     if "seq" not in obj:
         raise _bad("seq", "missing")
-    seq = _int(obj, "seq", 0, MAX_SEQ)
+    seq = _SEQ("seq", obj["seq"])
     if "ts" not in obj:
         raise _bad("ts", "missing")
     t = parse_ts(obj["ts"], now=now, future_tolerance=limits.future_tolerance, max_age=limits.max_age)
     return t, seq  # type: ignore[return-value]
 
 
-def _telemetry(obj: Any, unit_id: str, now: datetime, limits: Limits) -> Telemetry:
+def _chk_int(lo: int, hi: int):
+    def check(name: str, v: Any) -> int:
+        if type(v) is not int or not lo <= v <= hi:
+            raise _bad(name, f"expected an integer in [{lo}, {hi}], got {_show(v)}")
+        return v
+    return check
+
+
+def _chk_num(name: str, v: Any) -> float:
+    if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > MAX_ABS_MEASURE:
+        raise _bad(name, f"expected a finite number, got {_show(v)}")
+    return float(v)
+
+
+def _chk_bool(name: str, v: Any) -> bool:
+    if type(v) is not bool:
+        raise _bad(name, f"expected true or false, got {_show(v)}")
+    return v
+
+
+def _chk_enum(allowed: frozenset[str]):
+    def check(name: str, v: Any) -> str:
+        if type(v) is not str or v not in allowed:
+            raise _bad(name, f"expected one of {sorted(allowed)}, got {_show(v)}")
+        return v
+    return check
+
+
+# telemetry field -> (column index, checker); only the fields a sample carries are visited
+_TEL_FIELDS: Final = {
+    "mode": (3, _chk_enum(MODES)), "floor": (4, _chk_int(-32768, 32767)), "direction": (5, _chk_enum(DIRECTIONS)),
+    "moving": (6, _chk_bool), "door": (7, _chk_enum(DOOR_STATES)), "door_zone": (8, _chk_bool),
+    "passengers": (9, _chk_bool), "speed_mps": (10, _chk_num), "load_pct": (11, _chk_num),
+    "vibration_mg": (12, _chk_num), "motor_temp_c": (13, _chk_num), "leveling_mm": (14, _chk_num),
+    "door_close_ms": (15, _chk_num), "run_count": (16, _chk_int(0, MAX_SEQ)), "run_hours": (17, _chk_num),
+}
+_SEQ: Final = _chk_int(0, MAX_SEQ)
+_TEL_SKIP: Final = frozenset({"v", "ts", "seq", *_UNIT_KEYS})
+assert tuple(k for k, _ in sorted(_TEL_FIELDS.items(), key=lambda kv: kv[1][0])) == Telemetry.COLUMNS[3:-1]
+
+
+def _telemetry_row(obj: Any, unit_id: str, now: datetime, limits: Limits) -> tuple:
     t, seq = _common(obj, unit_id, now, limits)
-    extra = {k: v for k, v in obj.items() if k not in _TELEMETRY_KNOWN and k not in _UNIT_KEYS}
-    if extra and _has_nul(extra):
-        raise _bad("extra", "contains U+0000, which cannot be stored")
-    return Telemetry(
-        time=t, unit_id=unit_id, seq=seq,
-        mode=_enum(obj, "mode", MODES),
-        floor=_int(obj, "floor", -32768, 32767),
-        direction=_enum(obj, "direction", DIRECTIONS),
-        moving=_bool(obj, "moving"),
-        door=_enum(obj, "door", DOOR_STATES),
-        door_zone=_bool(obj, "door_zone"),
-        passengers=_bool(obj, "passengers"),
-        speed_mps=_num(obj, "speed_mps"),
-        load_pct=_num(obj, "load_pct"),
-        vibration_mg=_num(obj, "vibration_mg"),
-        motor_temp_c=_num(obj, "motor_temp_c"),
-        leveling_mm=_num(obj, "leveling_mm"),
-        door_close_ms=_num(obj, "door_close_ms"),
-        run_count=_int(obj, "run_count", 0, MAX_SEQ),
-        run_hours=_num(obj, "run_hours"),
-        extra=extra or None,
-    )
+    row: list[Any] = [t, unit_id, seq, None, None, None, None, None, None, None, None, None, None, None, None,
+                      None, None, None, None]
+    extra = None
+    for k, v in obj.items():
+        spec = _TEL_FIELDS.get(k)
+        if spec is not None:
+            if v is not None:
+                row[spec[0]] = spec[1](k, v)
+        elif k not in _TEL_SKIP:
+            if extra is None:
+                extra = {}
+            extra[k] = v
+    if extra is not None:
+        if _has_nul(extra):
+            raise _bad("extra", "contains U+0000, which cannot be stored")
+        row[18] = extra
+    return tuple(row)
 
 
-def _event(obj: Any, unit_id: str, now: datetime, limits: Limits) -> Event:
+def _event_row(obj: Any, unit_id: str, now: datetime, limits: Limits) -> tuple:
     t, seq = _common(obj, unit_id, now, limits)
     code = obj.get("code")
     if type(code) is not str:
@@ -330,13 +332,12 @@ def _event(obj: Any, unit_id: str, now: datetime, limits: Limits) -> Event:
     unknown = set(obj) - _EVENT_KNOWN - set(_UNIT_KEYS)
     if unknown:
         raise _bad("payload", f"unknown event fields {sorted(unknown)[:5]} (put extras in detail)")
-    return Event(time=t, unit_id=unit_id, seq=seq, code=code, state=state, source_code=source_code, detail=detail)
+    return (t, unit_id, seq, code, state, source_code, detail)
 
 
-def parse_message(
-    topic: Topic, payload: bytes, *, now: datetime | None = None, limits: Limits = Limits()
-) -> list[Telemetry] | list[Event]:
-    """Validate one MQTT message; return its samples or raise ContractError with the reason."""
+def parse_rows(topic: Topic, payload: bytes, *, now: datetime | None = None, limits: Limits = Limits()) -> list[tuple]:
+    """Validate one MQTT message; return its rows in the column order of `telemetry` or `events`
+    (per topic.stream), or raise ContractError with the reason. The ingestor's hot path."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
@@ -345,9 +346,9 @@ def parse_message(
         raise ContractError(RejectReason.INVALID_JSON, str(exc)[:200]) from None
     now = now or datetime.now(UTC)
     if topic.stream is Stream.TELEMETRY:
-        build = _telemetry
+        build = _telemetry_row
     elif topic.stream is Stream.EVENT:
-        build = _event
+        build = _event_row
     else:
         raise ContractError(RejectReason.TOPIC_MISMATCH, "status messages are not stored as samples")
     if type(doc) is list:
@@ -355,3 +356,11 @@ def parse_message(
             raise _bad("payload", "empty array")
         return [build(item, topic.unit_id, now, limits) for item in doc]
     return [build(doc, topic.unit_id, now, limits)]
+
+
+def parse_message(
+    topic: Topic, payload: bytes, *, now: datetime | None = None, limits: Limits = Limits()
+) -> list[Telemetry] | list[Event]:
+    """Validate one MQTT message; return its samples as contract objects (see parse_rows)."""
+    cls = Telemetry if topic.stream is Stream.TELEMETRY else Event
+    return [cls(*row) for row in parse_rows(topic, payload, now=now, limits=limits)]

@@ -84,6 +84,7 @@ def test_offsets_are_understood() -> None:
         (T, b'{"v":1,"seq":1}', "schema"),
         (T, b'{"v":1,"ts":"2026-11-29T12:00:00Z"}', "schema"),
         (T, b'{"v":1,"ts":"2026-11-29T12:00:00Z","seq":-1}', "schema"),
+        (T, b'{"v":1,"ts":"2026-11-29T12:00:00Z","seq":null}', "schema"),
         (T, b'{"v":1,"ts":"2026-11-29T12:00:00Z","seq":1.5}', "schema"),
         (T, b'{"v":1,"ts":"2026-11-29T12:00:00Z","seq":99999999999999999999}', "schema"),
         (T, b'{"v":1,"ts":"2026-11-29T12:00:00","seq":1}', "schema"),

@@ -1,0 +1,137 @@
+"""The parse stage: raw MQTT messages -> validated rows or rejects, per message.
+
+Runs in its own thread, so that parsing batch N+1 overlaps the database writing batch N
+(Python holds the GIL while parsing and releases it while waiting on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from ingest.inbox import Inbound
+from ingest.ratelimit import UnitRateLimiter
+from liftwatch.contract import Limits, RejectReason, Stream, Topic, parse_rows
+from liftwatch.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+MISS_REFRESH_MIN_S = 2.0  # an unknown unit triggers a registry reload at most this often
+REJECT_PAYLOAD_KEEP = 64 * 1024  # bytes of a rejected payload kept for the operator to read
+
+
+@dataclass(slots=True)
+class Reject:
+    msg: Inbound
+    topic: str
+    unit_id: str | None
+    reason: str
+    detail: str
+
+    def row(self) -> tuple:
+        import hashlib
+
+        p = self.msg.payload
+        return (self.topic, self.unit_id, self.reason, self.detail, p[:REJECT_PAYLOAD_KEEP], len(p),
+                hashlib.sha256(p).digest())
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A batch after validation: for each message either its rows (of `streams[i]`) or its Reject."""
+
+    msgs: list[Inbound]
+    items: list[list[tuple] | Reject] = field(default_factory=list)
+    streams: list[Stream | None] = field(default_factory=list)
+    published: list[float] = field(default_factory=list)  # device ts of accepted messages (lag metric)
+
+    def halves(self) -> tuple[Parsed, Parsed]:
+        m = len(self.msgs) // 2
+        return (Parsed(self.msgs[:m], self.items[:m], self.streams[:m], []),
+                Parsed(self.msgs[m:], self.items[m:], self.streams[m:], []))
+
+
+class Registry:
+    """The set of registered unit ids, reloaded periodically and (rate-limited) on a miss.
+    Has its own connection; if the database is away it keeps the last known set."""
+
+    def __init__(self, dsn: str, refresh_s: float) -> None:
+        self.dsn = dsn
+        self.refresh_s = refresh_s
+        self.units: frozenset[str] = frozenset()
+        self.loaded_at = 0.0
+        self._conn: psycopg.Connection | None = None
+
+    def load(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = psycopg.connect(self.dsn, autocommit=True, application_name="liftwatch-ingest-registry")
+            self.units = frozenset(r[0] for r in self._conn.execute("SELECT unit_id FROM units"))
+            self.loaded_at = time.monotonic()
+            return True
+        except psycopg.Error as exc:
+            log.warning("registry reload failed; keeping the last known units", extra={"error": str(exc)[:200]})
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self.loaded_at = time.monotonic()  # do not retry on every message
+            return False
+
+    def refresh_if_stale(self) -> None:
+        if time.monotonic() - self.loaded_at >= self.refresh_s:
+            self.load()
+
+    def has(self, unit_id: str) -> bool:
+        if unit_id in self.units:
+            return True
+        if time.monotonic() - self.loaded_at >= MISS_REFRESH_MIN_S:
+            self.load()
+        return unit_id in self.units
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class Parser:
+    def __init__(self, registry: Registry, limits: Limits, limiter: UnitRateLimiter) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.limiter = limiter
+        self.unknown_units: dict[str, int] = defaultdict(int)
+
+    def parse(self, batch: list[Inbound]) -> Parsed:
+        out = Parsed(batch)
+        now = datetime.now(UTC)
+        for msg in batch:
+            topic_text = msg.topic.decode("utf-8", "replace")
+            try:
+                topic = Topic.parse(topic_text)
+                if not self.registry.has(topic.unit_id):
+                    raise ContractError(RejectReason.UNKNOWN_UNIT, f"unit {topic.unit_id!r} is not in the registry")
+                rows = parse_rows(topic, msg.payload, now=now, limits=self.limits)
+                newest = max(r[0] for r in rows).timestamp()
+                if self.limiter.enabled and not self.limiter.allow(topic.unit_id, len(rows), newest, msg.received):
+                    raise ContractError(RejectReason.RATE_LIMITED,
+                                        f"unit over {self.limiter.rate:g} samples/s (burst {self.limiter.burst:g})")
+            except ContractError as exc:
+                unit_id = Topic.unit_from(topic_text)
+                out.items.append(Reject(msg, topic_text, unit_id, exc.reason, exc.detail))
+                out.streams.append(None)
+                if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:
+                    self._count_unknown(unit_id)
+                continue
+            out.items.append(rows)
+            out.streams.append(topic.stream)
+            out.published.append(newest)
+        return out
+
+    def _count_unknown(self, unit_id: str) -> None:
+        n = self.unknown_units[unit_id] = self.unknown_units[unit_id] + 1
+        if n == 1 or n % 1000 == 0:
+            log.warning("messages from unregistered unit quarantined", extra={"unit_id": unit_id, "count": n})
