@@ -99,7 +99,8 @@ class PublicReceipt(BaseModel):
 
 
 _SELECT = """h.*, r.name AS reporter_name, a.name AS assignee_name"""
-_FROM = """FROM hazards h JOIN units u USING (unit_id)
+# LEFT JOIN units (every hazard has one): droppable from count(*) when the scope is TRUE
+_FROM = """FROM hazards h LEFT JOIN units u USING (unit_id)
            LEFT JOIN people r ON r.person_id = h.reported_by LEFT JOIN people a ON a.person_id = h.assigned_to"""
 
 

@@ -80,6 +80,9 @@ def _field_of(exc: psycopg.Error, table: str, key: str) -> str | None:
     return None
 
 
+_SINGULAR = {"companies": "a company", "sites": "a site", "units": "a unit", "people": "a person"}
+
+
 @contextmanager
 def integrity(table: str, key: str) -> Iterator[None]:
     """Map constraint violations (caught by type) to 409 duplicate / 422 naming the field."""
@@ -87,7 +90,7 @@ def integrity(table: str, key: str) -> Iterator[None]:
         yield
     except UniqueViolation as exc:
         field = _field_of(exc, table, key)
-        raise ApiError(409, "duplicate", f"a {table[:-1]} with this {field or 'value'} already exists",
+        raise ApiError(409, "duplicate", f"{_SINGULAR.get(table, table)} with this {field or 'value'} already exists",
                        field=field) from None
     except ForeignKeyViolation as exc:
         field = _field_of(exc, table, key)
@@ -351,7 +354,9 @@ class UnitPatch(_UnitFields):
 
 
 _UNIT_SELECT = """u.*, s.name AS site_name, s.district, s.city, s.lat, s.lon"""
-_UNIT_FROM = "FROM units u JOIN sites s USING (site_id)"
+# LEFT JOIN (every unit has a site): the planner then drops the join from count(*) unless a
+# filter names a site column, which halves the cost of a 50 k-unit list for admin and supervisor
+_UNIT_FROM = "FROM units u LEFT JOIN sites s USING (site_id)"
 
 
 def _get_unit(conn: psycopg.Connection, user: User, unit_id: str) -> dict:

@@ -48,8 +48,9 @@ def test_company_crud_duplicate_and_validation(world: World) -> None:
     assert r.json()["updated_at"] > r.json()["created_at"]
     assert c.patch("/api/v1/companies/MC3", headers=admin, json={"phone": None}).json()["phone"] is None
 
-    _err(c.post("/api/v1/companies", headers=admin, json={"company_id": "MC3", "name": "Again", "kind": "maintenance"}),
-         409, "company_id")
+    dup = _err(c.post("/api/v1/companies", headers=admin, json={"company_id": "MC3", "name": "Again", "kind": "maintenance"}),
+               409, "company_id")
+    assert dup["error"] == "duplicate" and dup["detail"] == "a company with this company_id already exists"
     _err(c.post("/api/v1/companies", headers=admin, json={"company_id": "-MC4", "name": "x", "kind": "maintenance"}),
          422, "company_id")
     _err(c.post("/api/v1/companies", headers=admin, json={"company_id": "MC4", "name": "x", "kind": "bank"}),
