@@ -63,7 +63,7 @@ _FRACTION = click.FloatRange(0.0, 1.0)
                    "the effects within a short run")
 @click.option("--bad-fraction", type=click.FloatRange(0.0, 0.99), default=0.0, show_default=True,
               help="per good sample or event, the chance of adding one malformed or hostile message "
-                   "(every reject reason, dealt round-robin); they never take a good seq")
+                   "(all ten reject reasons, dealt in turn across units); they never take a good seq")
 @click.option("--samples-per-message", type=click.IntRange(1, 100), default=1, show_default=True,
               help="batch this many telemetry samples of a unit into one JSON array (events go alone)")
 @click.option("--history-days", "history_days", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
