@@ -24,7 +24,7 @@ from liftwatch.errors import ConfigurationError, LiftwatchError
 #: What each service account may do; devices get only the pattern line.
 SERVICE_ACCOUNTS: dict[str, tuple[str, ...]] = {
     "ingest": ("topic read lift/#", "topic write alerts/#", "topic read $SYS/broker/uptime"),
-    "simulator": ("topic write lift/#",),
+    "simulator": ("topic write lift/#", "topic write liftwatch/sim/#"),  # + its connection's last will
     "dispatcher": ("topic read alerts/#",),
 }
 DEVICE_PATTERN = "pattern write lift/%u/#"
