@@ -13,6 +13,7 @@ help:
 	@echo "make test   set up (venv, TimescaleDB, Mosquitto) and run lint + the test suite"
 	@echo "make demo   set up, then run the local stack and print where to look"
 	@echo "make bench  run the benchmarks in bench/ (minutes; prints tables with ratios)"
+	@echo "make chaos  ingest under broker restarts, database crashes and kill -9 (minutes)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the venv and caches"
 
@@ -41,6 +42,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/api.py
+
+chaos: setup
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
