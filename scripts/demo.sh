@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: migrate the local database, load the demo registry, start the ingestor against
-# the local broker, publish a short demo stream, and print where to look. The fleet simulator
-# (issue #4), API (#5) and analytics (#6) join here as they land.
+# `make demo`: the local stack with a simulated fleet. Migrates the local database, backfills
+# two weeks of history for a simulated fleet, schedules maintenance, starts the ingestor, the
+# API and the analytics loop in the background, streams half an hour of simulated live data
+# (60x speed), runs one analytics pass and prints where to look. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -10,27 +11,66 @@ mkdir -p "$STATE"
 export LIFTWATCH_DATABASE_URL="${LIFTWATCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/liftwatch}"
 export LIFTWATCH_MQTT_URL="${LIFTWATCH_MQTT_URL:-mqtt://127.0.0.1:1883}"
 export LIFTWATCH_METRICS_PORT="${LIFTWATCH_METRICS_PORT:-9464}"
+export LIFTWATCH_API_PORT="${LIFTWATCH_API_PORT:-8000}"
+UNITS="${DEMO_UNITS:-60}"
+DEMO_PASSWORD="demo-password-$(hostname | cut -c1-6)"   # development only; printed below
 
+step() { printf '\n== %s\n' "$*"; }
+
+start_bg() {  # name, command...
+    local name=$1; shift
+    if [ -f "$STATE/$name.pid" ] && kill -0 "$(cat "$STATE/$name.pid")" 2>/dev/null; then
+        echo "$name already running (pid $(cat "$STATE/$name.pid"))"
+        return
+    fi
+    nohup "$@" >"$STATE/$name.log" 2>&1 &
+    echo $! >"$STATE/$name.pid"
+    echo "$name started (pid $!, log $STATE/$name.log)"
+}
+
+step "database schema"
 "$BIN/liftwatch" db migrate
+
+step "registry and two weeks of history for $UNITS simulated units"
+if [ ! -f "$STATE/history.done" ]; then
+    "$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 0 --history-days 14 --faulty 0.15 \
+        --degradation-ramp 5d --seed 7 --truth "$STATE/truth-history.json"
+    touch "$STATE/history.done"
+else
+    echo "history already written (rm $STATE/history.done to redo)"
+fi
 "$BIN/liftwatch" units import deploy/demo/units.csv
 
-if [ -f "$STATE/ingest.pid" ] && kill -0 "$(cat "$STATE/ingest.pid")" 2>/dev/null; then
-    echo "ingestor already running (pid $(cat "$STATE/ingest.pid"))"
-else
-    nohup "$BIN/liftwatch" ingest --client-id liftwatch-demo-ingest >"$STATE/ingest.log" 2>&1 &
-    echo $! >"$STATE/ingest.pid"
-    sleep 2
+step "maintenance plans and work orders"
+"$BIN/liftwatch" maintenance schedule
+if ! psql "$LIFTWATCH_DATABASE_URL" -Atc "SELECT 1 FROM users WHERE username = 'supervisor'" | grep -q 1; then
+    echo "$DEMO_PASSWORD" | "$BIN/liftwatch" users add --username supervisor --name "Demo Supervisor" \
+        --role supervisor --password-stdin
 fi
 
-"$BIN/python" scripts/demo_publish.py
+step "services"
+start_bg ingest "$BIN/liftwatch" ingest --client-id liftwatch-demo-ingest
+start_bg api "$BIN/liftwatch" api
+start_bg analytics "$BIN/liftwatch" analytics loop --every 60s
+sleep 3
+
+step "30 simulated minutes of live traffic (60x), with a few malformed messages"
+"$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 30m --speedup 60 --faulty 0.15 --seed 7 \
+    --bad-fraction 0.002 --truth "$STATE/truth-live.json"
+
+step "an analytics pass"
+sleep 2
+"$BIN/liftwatch" analytics run
 
 cat <<MSG
 
 Liftwatch demo is running.
-  ingestor         pid $(cat "$STATE/ingest.pid"), log $STATE/ingest.log
+  API + OpenAPI    http://127.0.0.1:${LIFTWATCH_API_PORT}/docs   (log in as supervisor / ${DEMO_PASSWORD})
+  unit status      curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:${LIFTWATCH_API_PORT}/api/v1/units/SIM-00001/status
   metrics          http://127.0.0.1:${LIFTWATCH_METRICS_PORT}/metrics
-  rows             psql "$LIFTWATCH_DATABASE_URL" -c 'SELECT unit_id, count(*), max(time) FROM telemetry GROUP BY 1'
+  open alerts      psql "$LIFTWATCH_DATABASE_URL" -c "SELECT unit_id, kind, severity, reason FROM alerts WHERE status = 'open' ORDER BY severity, kind"
   rejected input   $BIN/liftwatch rejects
-  open alerts      psql "$LIFTWATCH_DATABASE_URL" -c "SELECT unit_id, kind, reason FROM alerts WHERE status = 'open'"
-  stop             kill \$(cat $STATE/ingest.pid)
+  ledger           $BIN/liftwatch ledger verify
+  logs             $STATE/{ingest,api,analytics}.log
+  stop             kill \$(cat $STATE/*.pid)
 MSG
