@@ -7,13 +7,15 @@ outside a user's scope is indistinguishable from one that does not exist (404).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import jwt
 import psycopg
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -30,12 +32,25 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection in autocommit mode with dict rows; use `conn.transaction()` to group."""
+async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection]:
+    """A pooled connection in autocommit mode with dict rows; use `conn.transaction()` to group.
+
+    Requests queue on an asyncio semaphore the size of the pool *before* taking a connection.
+    Waiting for the pool inside a worker thread (a sync dependency) would let requests that
+    wait for connections occupy every thread, while requests that hold connections need a
+    thread to finish: the API stalled for the pool timeout under 50 clients (fastapi#3205).
+    """
     pool: ConnectionPool = request.app.state.pool
-    with pool.connection() as conn:
-        conn.row_factory = dict_row
-        yield conn
+    sem = getattr(request.app.state, "conn_sem", None)
+    if sem is None:
+        sem = request.app.state.conn_sem = asyncio.Semaphore(pool.max_size)
+    async with sem:
+        conn = await run_in_threadpool(pool.getconn)
+        try:
+            conn.row_factory = dict_row
+            yield conn
+        finally:
+            await run_in_threadpool(pool.putconn, conn)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

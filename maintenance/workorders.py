@@ -216,6 +216,7 @@ def sign(conn: psycopg.Connection, user: User, work_order_id: int, *, payload: d
         raise ApiError(422, "bad_signature", "signature must be base64url", field="signature") from None
     if len(signature) != 64:
         raise ApiError(422, "bad_signature", "an Ed25519 signature is 64 bytes", field="signature")
+    load_order(conn, user.scope, work_order_id)  # 404 before spending a password hash on a foreign order
     if not verify_user_password(conn, user.user_id, password):
         raise ApiError(401, "password_mismatch", "the password does not match: signing needs your password again", field="password")
     key = conn.execute("SELECT public_key, status, person_id FROM signing_keys WHERE key_id = %s", (key_id,)).fetchone()
