@@ -72,7 +72,7 @@ _FRACTION = click.FloatRange(0.0, 1.0)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False, path_type=Path),
               help="write the ground truth (degradations, faults, visits, bad messages, counts) as JSON")
 @click.option("--visits", "visits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="visit plan from `simulate technicians --out` (default: the seed's own plan, which "
+              help="visit plan from `simulate technicians --plan-only --out` (default: the seed's own plan, which "
                    "is the same one)")
 @click.option("--start", type=INSTANT, default=None,
               help="simulated start of the live part (ISO 8601 with offset); default: so the run ends now "
@@ -129,28 +129,92 @@ def fleet_cmd(units: int, duration_s: float, speedup: float, seed: int, faulty: 
         click.echo(f"truth written to {truth_path}")
 
 
+def _default_api_url() -> str:
+    from liftwatch.settings import get_settings
+
+    s = get_settings()
+    host = "127.0.0.1" if s.api_host in ("0.0.0.0", "::", "") else s.api_host
+    return f"http://{host}:{s.api_port}"
+
+
 @click.command("technicians")
-@click.option("--days", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="length of the plan's window")
+@click.option("--plan-only", is_flag=True,
+              help="only write the plan (JSON) to --out; drives no visit over HTTP and needs no database "
+                   "(the behaviour before the API existed)")
+@click.option("--duration", "duration_s", type=DURATION, default=None,
+              help="length of the window (3600, 90m, 6h, 2d) [default: 30d with --plan-only, else 1h like "
+                   "`simulate fleet`]")
+@click.option("--days", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="the same as --duration, in days")
+@click.option("--speedup", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="driving: the window runs this many times faster than the wall clock; 0 = drive every "
+                   "visit at once, in planned order")
 @click.option("--units", type=click.IntRange(1, 1_000_000), default=100, show_default=True,
               help="number of units (the same fleet as `simulate fleet --units` with the same seed and prefix)")
 @click.option("--seed", type=int, default=1, show_default=True, help="same seed as the fleet simulator")
 @click.option("--prefix", default="SIM", show_default=True, help="same prefix as the fleet simulator")
 @click.option("--start", type=INSTANT, default=None,
-              help="start of the window (ISO 8601 with offset); default: DAYS before now, which matches "
-                   "`simulate fleet --history-days DAYS`")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="visits.json",
-              show_default=True, help="where to write the plan (JSON)")
-def technicians_cmd(days: float, units: int, seed: int, prefix: str, start: datetime | None, out: Path) -> None:
-    """Plan the technicians' maintenance visits and write the plan as JSON.
+              help="start of the window (ISO 8601 with offset). Default with --plan-only: DURATION before "
+                   "now (matches `simulate fleet --history-days`); when driving: so the window ends when the "
+                   "run ends, as `simulate fleet` lays out its live part")
+@click.option("--visits", "visits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="drive this plan (from --plan-only --out, possibly edited) instead of the seed's own; its "
+                   "visits planned before the window are overdue and driven at once")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the plan (JSON) here [default with --plan-only: visits.json; when driving: not written]")
+@click.option("--api-url", envvar="LIFTWATCH_API_URL", default=None,
+              help="base URL of `liftwatch api` [env LIFTWATCH_API_URL; default http://LIFTWATCH_API_HOST:"
+                   "LIFTWATCH_API_PORT, i.e. http://127.0.0.1:8000]")
+@click.option("--accounts", "accounts_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=".demo/sim-accounts.json", show_default=True,
+              help="credentials file (mode 0600): the simulated accounts' passwords and private signing keys")
+@click.option("--bootstrap", is_flag=True,
+              help="first create what is missing (needs LIFTWATCH_DATABASE_URL): register the seed's fleet, "
+                   "one technician tech-<company> per maintenance company and one safety manager uu-<company> "
+                   "per user unit (via `liftwatch users add`), an Ed25519 key each (POST /api/v1/keys), and "
+                   "run `liftwatch maintenance schedule` when the units have no open work order")
+@click.option("--bootstrap-only", is_flag=True, help="--bootstrap, then stop without driving visits")
+@click.option("--truth", "truth_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the visit truth (JSON): per visit its case, work_order_id, the server's check-in "
+                   "time, signed_at, countersigned_at, item results, or the failure with the API's error code")
+@click.option("--quiet", is_flag=True, help="no progress line on stderr")
+def technicians_cmd(plan_only: bool, duration_s: float | None, days: float | None, speedup: float, units: int,
+                    seed: int, prefix: str, start: datetime | None, visits_file: Path | None, out: Path | None,
+                    api_url: str | None, accounts_path: Path, bootstrap: bool, bootstrap_only: bool,
+                    truth_path: Path | None, quiet: bool) -> None:
+    """Play the technicians: drive the planned maintenance visits through the HTTP API.
 
-    NOTE: until the maintenance API (issue #5) lands, this command only WRITES THE PLAN; it
-    drives no visit over HTTP (no check-in, checklist or signatures yet). Each visit has a
-    unit, due date, kind (half_monthly, quarterly, semi_annual, annual), time on site,
-    technician, and a case: genuine, skipped (the unit becomes overdue), unverified (signed
-    without inspection mode on site) or missing_countersign. `simulate fleet --visits FILE`
-    puts units into inspection mode for the genuine and missing_countersign visits (without
-    --visits it uses the very same plan, derived from the seed).
+    \b
+    The plan (simulators/visits.py, the same the fleet simulator uses) gives each unit a visit
+    every 14 days with a kind (half_monthly, quarterly, semi_annual, annual) and a case:
+      genuine              log in, find the unit's open work order of that kind, check in with
+                           the site's position, fill every checklist item (realistic measured
+                           values; a few adjusted/replaced, rarely a defect), sign (Ed25519 over
+                           RFC 8785 bytes, password again); the user unit's manager countersigns
+      unverified           the same over HTTP (the fleet keeps the unit out of inspection mode)
+      missing_countersign  the technician signs; nobody countersigns
+      skipped              nothing is done: the order stays open and becomes overdue
+
+    \b
+    Time: the API stamps check-in and signatures with its own clock and refuses a signed_at
+    more than 5 min off it, so visits cannot be back-dated: a history of visits exists only
+    from when this command ran. The window is laid out like the fleet's live part (it ends
+    when the run ends; --speedup compresses it) and each visit is driven when its planned
+    time has come: check-in and checklist at the planned start, signatures at the planned end
+    (at the latest the window's end). Visits planned before the window (a --visits file) are
+    overdue and driven at once, in order; --speedup 0 drives everything at once, in order.
+    Start it together with `simulate fleet` using the same --duration/--speedup (or --start).
+
+    \b
+    Accounts: --bootstrap (needs LIFTWATCH_DATABASE_URL) creates them and writes their
+    passwords and private keys to --accounts (mode 0600); later runs only read that file.
+    When a unit's next order does not exist yet (its previous one was signed), the command
+    runs `liftwatch maintenance schedule` (needs LIFTWATCH_DATABASE_URL), as `analytics loop`
+    would, and also at each new simulated day after signatures.
+
+    Progress goes to stderr; the summary (visits done per case, failures with the API's error
+    code) to stdout. Exit code 1 if any visit failed or the API could not be reached.
+    --plan-only writes the plan and stops (no database, no HTTP). See docs/simulator.md.
     """
     from datetime import UTC, timedelta
 
@@ -158,12 +222,110 @@ def technicians_cmd(days: float, units: int, seed: int, prefix: str, start: date
     from simulators.fleet import build_fleet
     from simulators.visits import CASES, plan_visits, write_plan
 
+    if duration_s is not None and days is not None:
+        raise click.UsageError("give --duration or --days, not both")
+    if days is not None:
+        duration_s = days * 86400.0
+    if duration_s is None:
+        duration_s = 30 * 86400.0 if plan_only else 3600.0
+    if duration_s <= 0:
+        raise click.BadParameter("must be positive", param_hint="--duration")
     now = datetime.now(UTC)
-    begin = start or (now - timedelta(days=days))
-    end = begin + timedelta(days=days)
     fleet = build_fleet(seed=seed, n_units=units, prefix=prefix, today=now.astimezone(LOCAL_TZ).date())
-    visits = plan_visits(fleet, seed=seed, start=begin.timestamp(), end=end.timestamp())
-    write_plan(out, visits, seed=seed, prefix=prefix, units=units, start=begin.timestamp(), end=end.timestamp())
-    counts = ", ".join(f"{c} {sum(v.case == c for v in visits)}" for c in CASES)
-    click.echo(f"{len(visits)} visits planned for {units} units over {days:g} days ({counts}); written to {out}")
-    click.echo("plan only: the maintenance API (issue #5) does not exist yet, so no visit was driven over HTTP")
+
+    if plan_only:
+        if bootstrap or bootstrap_only or visits_file or truth_path:
+            raise click.UsageError("--plan-only writes the plan only: it takes no --bootstrap, --visits or --truth")
+        out = out or Path("visits.json")
+        begin = start or (now - timedelta(seconds=duration_s))
+        end = begin + timedelta(seconds=duration_s)
+        visits = plan_visits(fleet, seed=seed, start=begin.timestamp(), end=end.timestamp())
+        write_plan(out, visits, seed=seed, prefix=prefix, units=units, start=begin.timestamp(), end=end.timestamp())
+        counts = ", ".join(f"{c} {sum(v.case == c for v in visits)}" for c in CASES)
+        click.echo(f"{len(visits)} visits planned for {units} units over {duration_s / 86400:g} days ({counts}); "
+                   f"written to {out}")
+        click.echo("plan only: no visit was driven over HTTP (drop --plan-only to drive them)")
+        return
+
+    _drive_cmd(fleet=fleet, duration_s=duration_s, speedup=speedup, seed=seed, prefix=prefix, units=units,
+               start=start, visits_file=visits_file, out=out, api_url=api_url or _default_api_url(),
+               accounts_path=accounts_path, bootstrap=bootstrap or bootstrap_only, bootstrap_only=bootstrap_only,
+               truth_path=truth_path, quiet=quiet)
+
+
+def _drive_cmd(*, fleet, duration_s: float, speedup: float, seed: int, prefix: str, units: int,
+               start: datetime | None, visits_file: Path | None, out: Path | None, api_url: str,
+               accounts_path: Path, bootstrap: bool, bootstrap_only: bool, truth_path: Path | None,
+               quiet: bool) -> None:
+    import os
+    import sys
+    from datetime import UTC
+
+    from liftwatch.settings import get_settings
+    from simulators.accounts import AccountsFile
+    from simulators.accounts import bootstrap as run_bootstrap
+    from simulators.clock import plan_window
+    from simulators.registration import register
+    from simulators.technicians import DriveOptions, drive
+    from simulators.visits import plan_visits, read_plan, write_plan
+
+    try:
+        file_visits = read_plan(visits_file) if visits_file else None
+    except (ValueError, KeyError) as exc:
+        raise click.UsageError(f"--visits {visits_file}: {exc}") from None
+    try:
+        accounts = AccountsFile.load(accounts_path)
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(f"--accounts {accounts_path}: {exc}") from None
+    dsn = get_settings().database_url if "LIFTWATCH_DATABASE_URL" in os.environ or bootstrap else None
+
+    def say(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    if bootstrap:
+        assert dsn is not None
+        unit_ids = [v.unit_id for v in file_visits] if file_visits is not None else [u.unit_id for u in fleet.units]
+        try:
+            report = run_bootstrap(
+                dsn=dsn, api_url=api_url, accounts=accounts, unit_ids=unit_ids, log=say,
+                register=None if file_visits is not None else (lambda conn: register(conn, fleet).units))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        for line in report.lines():
+            click.echo(line)
+        click.echo(f"accounts: {accounts_path} (mode 0600)")
+        if report.problems:
+            sys.exit(1)
+        if bootstrap_only:
+            return
+    if not accounts.accounts:
+        raise click.UsageError(f"no accounts in {accounts_path}: run once with --bootstrap")
+
+    try:
+        window = plan_window(now=datetime.now(UTC), duration_s=duration_s, speedup=speedup, start=start)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if file_visits is not None:
+        visits = file_visits
+    else:
+        visits = plan_visits(fleet, seed=seed, start=window.live_start, end=window.end)
+    if out is not None:
+        write_plan(out, visits, seed=seed, prefix=prefix, units=units, start=window.live_start, end=window.end)
+    opts = DriveOptions(
+        api_url=api_url, accounts_path=accounts_path, window=window, speedup=speedup, seed=seed, dsn=dsn,
+        truth_path=truth_path, progress=not quiet,
+        parameters={"seed": seed, "prefix": prefix, "units": units,
+                    "visits_file": str(visits_file) if visits_file else None})
+    try:
+        summary = drive(visits, opts, accounts)
+    except ValueError as exc:  # a bad --api-url
+        raise click.UsageError(str(exc)) from None
+    for line in summary.lines():
+        click.echo(line)
+    if truth_path:
+        click.echo(f"truth written to {truth_path}")
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.failures or summary.aborted:
+        sys.exit(1)

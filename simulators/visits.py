@@ -2,8 +2,8 @@
 
 Each unit is visited on a 14-day cycle anchored at a fixed epoch plus a per-unit phase, so
 the plan is the same whichever window asks for it: `simulate technicians` and `simulate
-fleet` agree without sharing a file (a file from `technicians --out` can still be given to
-`fleet --visits`). Visits fall on the due day or the day before, 09:00-16:00 local, so two
+fleet` agree without sharing a file (a file from `technicians --plan-only --out` can still
+be given to `fleet --visits` and `technicians --visits`). Visits fall on the due day or the day before, 09:00-16:00 local, so two
 genuine visits are never more than 15 days apart; a skipped visit makes a 27-29 day hole.
 
 Cases: genuine (inspection mode on site, signed, countersigned), skipped (nothing happens:
@@ -115,7 +115,8 @@ def write_plan(path: Path, visits: list[Visit], *, seed: int, prefix: str, units
     doc = {
         "version": PLAN_VERSION, "seed": seed, "prefix": prefix, "units": units,
         "window": {"start": iso(start), "end": iso(end)},
-        "note": "plan only: the maintenance API (issue #5) does not exist yet, so no visit was driven over HTTP",
+        "note": "a plan: `liftwatch simulate technicians --visits FILE` drives it through the API, "
+                "`liftwatch simulate fleet --visits FILE` puts units into inspection mode for it",
         "counts": {c: sum(v.case == c for v in visits) for c in CASES},
         "visits": [v.to_json() for v in visits],
     }
