@@ -31,6 +31,7 @@ class PassOptions:
     retention: timedelta | None = None  # drop raw chunks older than this (None: keep everything)
     rules: rules.RuleParams = field(default_factory=rules.RuleParams)
     anomaly: bool = True
+    max_advised_days: int = 15  # advisory half-monthly interval never exceeds this (statutory 15)
 
 
 def _params_json(opts: PassOptions) -> dict[str, Any]:
@@ -100,6 +101,9 @@ def _pass(conn: psycopg.Connection, opts: PassOptions, now: datetime, run_id: in
 
         results["anomaly"] = anomaly.assess(conn, now=now, run_id=run_id)
 
+    from analytics import risk
+
+    counts["risk_grades"] = risk.assess(conn, now=now, max_advised_days=opts.max_advised_days)
     counts["alerts"] = {k: asdict(v) for k, v in results.items()}
     counts["alerts_opened"] = sum(v.opened for v in results.values())
     counts["alerts_resolved"] = sum(v.resolved for v in results.values())

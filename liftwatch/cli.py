@@ -378,6 +378,7 @@ def _pass_options(settings):
     from analytics.run import PassOptions
 
     return PassOptions(
+        max_advised_days=settings.max_advised_interval_days,
         grace=timedelta(hours=settings.analytics_grace_hours),
         retention=timedelta(days=settings.retention_days) if settings.retention_days else None,
         rules=rules.RuleParams(offline_after=timedelta(minutes=settings.offline_after_min),
