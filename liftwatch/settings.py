@@ -6,16 +6,19 @@ override the environment first and call `get_settings.cache_clear()`.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Passwords that ship in examples, compose files and docs. Refused outside development.
 DEV_JWT_SECRET = "liftwatch-development-only-secret-do-not-use"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 KNOWN_DEFAULT_PASSWORDS = frozenset({"postgres", "liftwatch", "password", "changeme", "change-me", "secret"})
 
 
@@ -95,8 +98,13 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(None, ge=1, description="drop raw telemetry/event chunks older than this; unset keeps all")
     offline_after_min: float = Field(15.0, gt=0, description="a unit silent this long gets an offline alert")
     countersign_after_h: float = Field(72.0, gt=0, description="signed but unconfirmed this long: countersign_missing")
+    max_advised_interval_days: int = Field(15, ge=1, le=90, description="longest advisory half-monthly interval (on-demand maintenance); 15 = statutory")
     frequent_fault_threshold: int = Field(10, ge=1, description="raised events of one code in 30 days that make frequent_faults")
     api_pool_size: int = Field(10, ge=1, description="database connections of the API process")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="browser origins (scheme://host[:port], comma-separated or a JSON list) allowed to call "
+                    "the API cross-origin; empty (the default) sends no CORS headers at all")
 
     @field_validator("database_url")
     @classmethod
@@ -104,6 +112,19 @@ class Settings(BaseSettings):
         scheme = urlsplit(v).scheme
         if scheme not in ("postgresql", "postgres"):
             raise ValueError(f"LIFTWATCH_DATABASE_URL must be a postgresql:// DSN, got scheme {scheme!r}")
+        return v
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else [o for o in v.split(",") if o.strip()]
+        if isinstance(v, list):
+            v = [o.strip() if isinstance(o, str) else o for o in v]
+            bad = [o for o in v if not isinstance(o, str) or not _ORIGIN.fullmatch(o)]
+            if bad:
+                raise ValueError(f"LIFTWATCH_CORS_ORIGINS takes origins like https://app.example.com "
+                                 f"(no path, no trailing slash, no '*'), got {bad!r}")
         return v
 
     @field_validator("mqtt_url")
