@@ -41,13 +41,13 @@ def _plan(db: psycopg.Connection, unit: str, kind: str, days: int, created: date
 
 
 def _signed_order(db: psycopg.Connection, unit: str, kind: str, checked_in: datetime, signed: datetime,
-                  status: str = "signed") -> int:
+                  status: str = "signed", due_on=None) -> int:
     return db.execute(
         """INSERT INTO work_orders (unit_id, kind, checklist_id, checklist_version, company_id, due_on, status,
                                     checked_in_at, record, record_sha256, signed_at, closed_at)
            VALUES (%s, %s, 'tsg-t5002-2017-traction', 1, 'MC1', %s, %s, %s, '{}', repeat('a', 64), %s, %s)
            RETURNING work_order_id""",
-        (unit, kind, signed.date(), status, checked_in, signed, signed if status == "closed" else None),
+        (unit, kind, due_on or signed.date(), status, checked_in, signed, signed if status == "closed" else None),
     ).fetchone()["work_order_id"]
 
 
@@ -193,3 +193,17 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     assert db.execute("SELECT count(*) AS n FROM unit_hourly").fetchone()["n"] == 1
     runs = db.execute("SELECT status, counts, code_version FROM analytics_runs ORDER BY run_id").fetchall()
     assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
+
+
+def test_company_scorecard_view(db, db_url) -> None:
+    start = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    _signed_order(db, "EL-1", "half_monthly", start, start + timedelta(hours=1), "closed", due_on=start.date())
+    _signed_order(db, "EL-1", "quarterly", start, start + timedelta(hours=2), due_on=start.date() - timedelta(days=1))
+    _telemetry(db, "EL-1", [start + timedelta(minutes=30)], mode="inspection")  # confirms both windows
+    db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
+               (start + timedelta(hours=5),))
+    rows = db.execute("SELECT * FROM company_monthly_scorecards WHERE company_id = 'MC1'").fetchall()
+    assert sum(r["orders_due"] for r in rows) == 2 and sum(r["on_time"] for r in rows) == 1
+    assert sum(r["unverified_visits"] for r in rows) == 0 and sum(r["awaiting_countersign"] for r in rows) == 1
+    assert sum(r["faults_72h_after_visits"] for r in rows) == 2  # the fault follows both visits
+    assert [float(r["countersign_avg_h"]) for r in rows if r["countersign_avg_h"] is not None] == [0.0]
