@@ -437,6 +437,21 @@ def analytics_loop(every: str | None, no_schedule: bool) -> None:
         stop.wait(period)
 
 
+@analytics.command("health")
+@click.option("--max-age", type=float, default=300, show_default=True, help="seconds")
+def analytics_health(max_age: float) -> None:
+    """Exit 0 if an analytics pass succeeded within --max-age seconds, else 1 (a health check)."""
+    from liftwatch import db as dbmod
+
+    with dbmod.connect(get_settings().database_url) as conn:
+        age = conn.execute("SELECT extract(epoch FROM now() - max(finished_at)) FROM analytics_runs "
+                           "WHERE status = 'ok'").fetchone()[0]
+    if age is None or age > max_age:
+        click.echo(f"unhealthy: last successful pass {'never' if age is None else f'{age:.0f} s ago'}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: last successful pass {age:.0f} s ago")
+
+
 def _parse_period(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     try:

@@ -207,3 +207,18 @@ def test_company_scorecard_view(db, db_url) -> None:
     assert sum(r["unverified_visits"] for r in rows) == 0 and sum(r["awaiting_countersign"] for r in rows) == 1
     assert sum(r["faults_72h_after_visits"] for r in rows) == 2  # the fault follows both visits
     assert [float(r["countersign_avg_h"]) for r in rows if r["countersign_avg_h"] is not None] == [0.0]
+
+
+def test_health_command_reflects_the_last_successful_pass(db, db_url) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def health() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "liftwatch", "analytics", "health", "--max-age", "60"],
+                              env={**os.environ, "LIFTWATCH_DATABASE_URL": db_url}, capture_output=True, text=True)
+
+    assert health().returncode == 1
+    run_pass(db_url, PassOptions())
+    r = health()
+    assert r.returncode == 0 and "ok: last successful pass" in r.stdout
