@@ -3,6 +3,10 @@
     ApiError(status, code, detail, field=None)   raised by route code
     RequestValidationError (FastAPI)             -> 422 with the first offending field named
     psycopg IntegrityError from a trigger        -> 409 "immutable"
+    psycopg DataError from the client's values   -> 422 "invalid_value" (NUL in text, out of range, ...)
+
+The OpenAPI schema documents that body (ERROR_SCHEMA) in place of FastAPI's default 422 model,
+so generated clients and schema-checking tests see what the API really sends.
 """
 
 from __future__ import annotations
@@ -40,7 +44,61 @@ def _body(code: str, detail: str, field: str | None = None) -> dict:
     return out
 
 
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "description": "a code to act on: invalid_request, not_found, ..."},
+        "detail": {"type": "string", "description": "what is wrong, for people"},
+        "field": {"type": "string", "description": "the offending field, when there is one"},
+        "errors": {"type": "array", "description": "422 only: every offending field (at most 20)",
+                   "items": {"type": "object", "required": ["field", "msg"],
+                             "properties": {"field": {"type": "string"}, "msg": {"type": "string"}}}},
+    },
+}
+
+
+def _document_error_body(app: FastAPI) -> None:
+    """Replace FastAPI's HTTPValidationError schema (every 422 refers to it) with ERROR_SCHEMA."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = ERROR_SCHEMA
+                components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# Data exceptions (SQLSTATE class 22) a request's values cause; other class-22 errors (division
+# by zero, say) are our bugs and stay 500. None: psycopg's own check, e.g. a NUL in a text value.
+_CLIENT_DATA_ERRORS = {
+    None: "text values may not contain NUL (0x00) characters",
+    "22001": "a value is too long",
+    "22003": "a number is out of range",
+    "22007": "a date or time is invalid",
+    "22008": "a date or time is out of range",
+    "22021": "a value contains a character that is not allowed",
+    "22P02": "a value has the wrong form",
+    "22P05": "a value contains a character that is not allowed",
+}
+
+
 def install(app: FastAPI) -> None:
+    _document_error_body(app)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        if exc.sqlstate not in _CLIENT_DATA_ERRORS:
+            raise exc
+        return JSONResponse(_body("invalid_value", _CLIENT_DATA_ERRORS[exc.sqlstate]), status_code=422)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_body(exc.code, exc.detail, exc.field), status_code=exc.status, headers=exc.headers)
