@@ -16,10 +16,12 @@ from maintenance import (
     auth,
     errors,
     routes_alerts,
+    routes_audit,
     routes_hazards,
     routes_registry,
     routes_workorders,
 )
+from maintenance.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +85,14 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Elevator registry, statutory maintenance work orders with Ed25519 "
                               "signatures, tamper-evident ledger, hazards and alerts.")
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle()
     errors.install(app)
     app.include_router(auth.router)
     app.include_router(routes_workorders.router)
     app.include_router(routes_registry.router)
     app.include_router(routes_hazards.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_audit.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability")
     def healthz() -> dict:

@@ -9,14 +9,16 @@ import jwt
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from liftwatch.errors import LiftwatchError
 from liftwatch.settings import Settings
+from maintenance import audit
 from maintenance.deps import ROLES, ConnDep, CurrentUser, SettingsDep
 from maintenance.errors import ApiError
+from maintenance.throttle import LoginThrottle
 
 _hasher = PasswordHasher()
 # A real hash of a random password: verifying against it when the user does not exist keeps
@@ -66,8 +68,23 @@ class Me(BaseModel):
     company_id: str | None
 
 
-@router.post("/auth/token", response_model=Token, summary="Log in (OAuth2 password flow)")
-def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: ConnDep, settings: SettingsDep) -> Token:
+def login_throttle(request: Request) -> LoginThrottle:
+    """The app's login counters (made in create_app; one per app, so each test app starts clean)."""
+    return request.app.state.login_throttle
+
+
+@router.post("/auth/token", response_model=Token, summary="Log in (OAuth2 password flow)",
+             responses={401: {"description": "wrong username or password"},
+                        429: {"description": "too many failed logins for this username or from this address; "
+                                             "see Retry-After"}})
+def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, conn: ConnDep,
+          settings: SettingsDep, throttle: Annotated[LoginThrottle, Depends(login_throttle)]) -> Token:
+    ip = request.client.host if request.client else "unknown"
+    wait = throttle.attempt(form.username, ip)
+    if wait:
+        audit.record(conn, request, form.username, "login_throttled", detail={"retry_after_s": wait})
+        raise ApiError(429, "throttled", f"too many failed logins; try again in {wait} s",
+                       headers={"Retry-After": str(wait)})
     row = conn.execute(
         """SELECT us.user_id, us.password_hash, p.role FROM users us JOIN people p USING (person_id)
             WHERE us.username = %s AND us.active AND p.active""",
@@ -75,7 +92,11 @@ def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: ConnDep, 
     ).fetchone()
     ok = check_password(row["password_hash"] if row else _DUMMY_HASH, form.password)
     if not row or not ok:
+        audit.record(conn, request, form.username, "login_failed",
+                     detail={"reason": "wrong_password" if row else "unknown_user"})
         raise ApiError(401, "invalid_credentials", "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+    throttle.succeeded(form.username, ip)
+    audit.record(conn, request, form.username, "login_ok", detail={"user_id": row["user_id"]})
     return Token(access_token=issue_token(settings, row["user_id"], row["role"]),
                  expires_in=settings.access_token_minutes * 60)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
+from maintenance import audit
 from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
 from maintenance.routes_registry import PageDep, fetch_page
@@ -64,15 +65,19 @@ def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDe
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,
              summary="Acknowledge (records your name and the time; 409 when already acknowledged)")
-def acknowledge(alert_id: int, conn: ConnDep,
+def acknowledge(alert_id: int, request: Request, conn: ConnDep,
                 user: Annotated[User, Depends(require("admin", "supervisor", "company_manager"))]) -> dict:
     cond, params = user.scope.unit_filter("u")
     if conn.execute(f"SELECT 1 {_FROM} WHERE a.alert_id = %s AND {cond}", (alert_id, *params)).fetchone() is None:  # noqa: S608
         raise not_found(f"alert {alert_id}")
-    row = conn.execute(
-        """UPDATE alerts SET acknowledged_by = %s, acknowledged_at = now()
-            WHERE alert_id = %s AND acknowledged_at IS NULL RETURNING *""",
-        (f"{user.name} ({user.username})", alert_id)).fetchone()
+    with conn.transaction():
+        row = conn.execute(
+            """UPDATE alerts SET acknowledged_by = %s, acknowledged_at = now()
+                WHERE alert_id = %s AND acknowledged_at IS NULL RETURNING *""",
+            (f"{user.name} ({user.username})", alert_id)).fetchone()
+        if row is not None:
+            audit.record(conn, request, user.username, "alert_acknowledged", f"alert:{alert_id}",
+                         {"alert_id": alert_id, "unit_id": row["unit_id"], "kind": row["kind"]})
     if row is not None:
         return row
     seen = conn.execute("SELECT acknowledged_by, acknowledged_at FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()

@@ -22,6 +22,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from maintenance import audit
 from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
 from maintenance.routes_registry import PageDep, fetch_page
@@ -165,13 +166,15 @@ def _step(conn: psycopg.Connection, user: User, hazard_id: int, *, action: str, 
 
 
 @router.post("/hazards", response_model=HazardDetail, status_code=201, summary="Report a hazard (staff)")
-def report_hazard(body: HazardCreate, user: CurrentUser, conn: ConnDep) -> dict:
+def report_hazard(body: HazardCreate, request: Request, user: CurrentUser, conn: ConnDep) -> dict:
     cond, params = user.scope.unit_filter("u")
     if not conn.execute(f"SELECT 1 FROM units u WHERE u.unit_id = %s AND {cond}",  # noqa: S608
                         (body.unit_id, *params)).fetchone():
         raise not_found(f"unit {body.unit_id}")
-    row = _insert_hazard(conn, unit_id=body.unit_id, source="staff", description=body.description,
-                         reported_by=user.person_id, contact=None, note="")
+    with conn.transaction():
+        row = _insert_hazard(conn, unit_id=body.unit_id, source="staff", description=body.description,
+                             reported_by=user.person_id, contact=None, note="")
+        _audit(conn, request, user.username, "hazard_reported", row, {"source": "staff"})
     return _detail(conn, user, row["hazard_id"])
 
 
@@ -200,7 +203,7 @@ def get_hazard(hazard_id: int, user: CurrentUser, conn: ConnDep) -> dict:
 
 @router.post("/hazards/{hazard_id}/assign", response_model=HazardDetail,
              summary="Assign to a technician of the unit's maintenance company (re-assign while assigned)")
-def assign_hazard(hazard_id: int, body: AssignRequest, conn: ConnDep,
+def assign_hazard(hazard_id: int, body: AssignRequest, request: Request, conn: ConnDep,
                   user: Annotated[User, Depends(require("admin", "company_manager"))]) -> dict:
     def check(hazard: dict[str, Any]) -> None:
         ok = conn.execute(
@@ -212,28 +215,35 @@ def assign_hazard(hazard_id: int, body: AssignRequest, conn: ConnDep,
                            "person_id must be an active technician of the unit's maintenance company",
                            field="person_id")
 
-    _step(conn, user, hazard_id, action="assigned", allowed_from=("open", "assigned"), new_status="assigned",
-          note=body.note, check=check, assigned_to=body.person_id)
+    with conn.transaction():
+        _step(conn, user, hazard_id, action="assigned", allowed_from=("open", "assigned"), new_status="assigned",
+              note=body.note, check=check, assigned_to=body.person_id)
+        _audit(conn, request, user.username, "hazard_assigned", {"hazard_id": hazard_id},
+               {"assigned_to": body.person_id})
     return _detail(conn, user, hazard_id)
 
 
 @router.post("/hazards/{hazard_id}/rectify", response_model=HazardDetail, summary="Rectified (the assignee)")
-def rectify_hazard(hazard_id: int, body: NoteRequest, conn: ConnDep,
+def rectify_hazard(hazard_id: int, body: NoteRequest, request: Request, conn: ConnDep,
                    user: Annotated[User, Depends(require("technician"))]) -> dict:
     def check(hazard: dict[str, Any]) -> None:
         if hazard["assigned_to"] != user.person_id:
             raise ApiError(403, "forbidden", "only the technician this hazard is assigned to rectifies it")
 
-    _step(conn, user, hazard_id, action="rectified", allowed_from=("assigned",), new_status="rectified",
-          note=body.note, check=check)
+    with conn.transaction():
+        _step(conn, user, hazard_id, action="rectified", allowed_from=("assigned",), new_status="rectified",
+              note=body.note, check=check)
+        _audit(conn, request, user.username, "hazard_rectified", {"hazard_id": hazard_id})
     return _detail(conn, user, hazard_id)
 
 
 @router.post("/hazards/{hazard_id}/close", response_model=HazardDetail,
              summary="Accept the rectification and close (user unit, company manager or admin)")
-def close_hazard(hazard_id: int, body: NoteRequest, conn: ConnDep,
+def close_hazard(hazard_id: int, body: NoteRequest, request: Request, conn: ConnDep,
                  user: Annotated[User, Depends(require("admin", "company_manager", "user_unit"))]) -> dict:
-    _step(conn, user, hazard_id, action="closed", allowed_from=("rectified",), new_status="closed", note=body.note)
+    with conn.transaction():
+        _step(conn, user, hazard_id, action="closed", allowed_from=("rectified",), new_status="closed", note=body.note)
+        _audit(conn, request, user.username, "hazard_closed", {"hazard_id": hazard_id})
     return _detail(conn, user, hazard_id)
 
 
@@ -303,4 +313,13 @@ def public_report(unit_id: str, body: PublicHazardCreate, request: Request, conn
     if not limiter.allow(ip, unit_id[:64]):
         raise ApiError(429, "rate_limited", "too many reports; please try again in a few minutes, or call the "
                        "emergency number on the notice in the car", headers={"Retry-After": "120"})
-    return report_public_hazard(conn, unit_id, body.description, body.contact)
+    with conn.transaction():
+        row = report_public_hazard(conn, unit_id, body.description, body.contact)
+        _audit(conn, request, "anonymous", "hazard_reported", row, {"source": "public"})
+    return row
+
+
+def _audit(conn: psycopg.Connection, request: Request, actor: str, action: str, hazard: dict[str, Any],
+           detail: dict[str, Any] | None = None) -> None:
+    audit.record(conn, request, actor, action, f"hazard:{hazard['hazard_id']}",
+                 {"hazard_id": hazard["hazard_id"], **(detail or {})})

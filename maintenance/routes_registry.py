@@ -19,11 +19,12 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from psycopg import sql
 from psycopg.errors import CheckViolation, ForeignKeyViolation, UniqueViolation
 from pydantic import BaseModel, ConfigDict, Field
 
+from maintenance import audit
 from maintenance.checklist import PLAN_KINDS
 from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
@@ -138,6 +139,11 @@ def _check_company_kinds(conn: psycopg.Connection, wanted: dict[str, tuple[str |
 
 AdminDep = Annotated[User, Depends(require("admin"))]
 
+
+def _audit(conn: psycopg.Connection, request: Request, user: User, action: str, obj: str,
+           fields: dict[str, Any]) -> None:
+    audit.record(conn, request, user.username, action, obj, {"fields": fields})
+
 # --- companies ------------------------------------------------------------------------------
 
 
@@ -205,15 +211,20 @@ def get_company(company_id: str, user: CurrentUser, conn: ConnDep) -> dict:
 
 
 @router.post("/companies", response_model=CompanyPublic, status_code=201)
-def create_company(body: CompanyCreate, user: AdminDep, conn: ConnDep) -> dict:
-    _insert(conn, "companies", "company_id", body.model_dump())
+def create_company(body: CompanyCreate, request: Request, user: AdminDep, conn: ConnDep) -> dict:
+    with conn.transaction():
+        _insert(conn, "companies", "company_id", body.model_dump())
+        _audit(conn, request, user, "company_created", f"company:{body.company_id}", body.model_dump())
     return _get_company(conn, user, body.company_id)
 
 
 @router.patch("/companies/{company_id}", response_model=CompanyPublic)
-def update_company(company_id: str, body: CompanyPatch, user: AdminDep, conn: ConnDep) -> dict:
-    if not _update(conn, "companies", "company_id", company_id, body.model_dump(exclude_unset=True)):
-        raise not_found(f"company {company_id}")
+def update_company(company_id: str, body: CompanyPatch, request: Request, user: AdminDep, conn: ConnDep) -> dict:
+    changes = body.model_dump(exclude_unset=True)
+    with conn.transaction():
+        if not _update(conn, "companies", "company_id", company_id, changes):
+            raise not_found(f"company {company_id}")
+        _audit(conn, request, user, "company_updated", f"company:{company_id}", changes)
     return _get_company(conn, user, company_id)
 
 
@@ -285,15 +296,20 @@ def get_site(site_id: str, user: CurrentUser, conn: ConnDep) -> dict:
 
 
 @router.post("/sites", response_model=SitePublic, status_code=201)
-def create_site(body: SiteCreate, user: AdminDep, conn: ConnDep) -> dict:
-    _insert(conn, "sites", "site_id", body.model_dump())
+def create_site(body: SiteCreate, request: Request, user: AdminDep, conn: ConnDep) -> dict:
+    with conn.transaction():
+        _insert(conn, "sites", "site_id", body.model_dump())
+        _audit(conn, request, user, "site_created", f"site:{body.site_id}", body.model_dump())
     return _get_site(conn, user, body.site_id)
 
 
 @router.patch("/sites/{site_id}", response_model=SitePublic)
-def update_site(site_id: str, body: SitePatch, user: AdminDep, conn: ConnDep) -> dict:
-    if not _update(conn, "sites", "site_id", site_id, body.model_dump(exclude_unset=True)):
-        raise not_found(f"site {site_id}")
+def update_site(site_id: str, body: SitePatch, request: Request, user: AdminDep, conn: ConnDep) -> dict:
+    changes = body.model_dump(exclude_unset=True)
+    with conn.transaction():
+        if not _update(conn, "sites", "site_id", site_id, changes):
+            raise not_found(f"site {site_id}")
+        _audit(conn, request, user, "site_updated", f"site:{site_id}", changes)
     return _get_site(conn, user, site_id)
 
 
@@ -402,23 +418,27 @@ def get_unit(unit_id: str, user: CurrentUser, conn: ConnDep) -> dict:
 
 
 @router.post("/units", response_model=UnitPublic, status_code=201)
-def create_unit(body: UnitCreate, user: AdminDep, conn: ConnDep) -> dict:
+def create_unit(body: UnitCreate, request: Request, user: AdminDep, conn: ConnDep) -> dict:
     values = body.model_dump()
     if values["last_inspection_on"] and values["next_inspection_due"] and \
             values["next_inspection_due"] < values["last_inspection_on"]:
         raise ApiError(422, "invalid_value", "next_inspection_due is before last_inspection_on",
                        field="next_inspection_due")
     _unit_company_kinds(conn, values)
-    _insert(conn, "units", "unit_id", values)
+    with conn.transaction():
+        _insert(conn, "units", "unit_id", values)
+        _audit(conn, request, user, "unit_created", f"unit:{body.unit_id}", values)
     return _get_unit(conn, user, body.unit_id)
 
 
 @router.patch("/units/{unit_id}", response_model=UnitPublic)
-def update_unit(unit_id: str, body: UnitPatch, user: AdminDep, conn: ConnDep) -> dict:
+def update_unit(unit_id: str, body: UnitPatch, request: Request, user: AdminDep, conn: ConnDep) -> dict:
     changes = body.model_dump(exclude_unset=True)
     _unit_company_kinds(conn, changes)
-    if not _update(conn, "units", "unit_id", unit_id, changes):  # the dates' order: the table's CHECK
-        raise not_found(f"unit {unit_id}")
+    with conn.transaction():
+        if not _update(conn, "units", "unit_id", unit_id, changes):  # the dates' order: the table's CHECK
+            raise not_found(f"unit {unit_id}")
+        _audit(conn, request, user, "unit_updated", f"unit:{unit_id}", changes)
     return _get_unit(conn, user, unit_id)
 
 
@@ -511,7 +531,7 @@ def get_person(person_id: int, user: CurrentUser, conn: ConnDep) -> dict:
 
 @router.post("/people", response_model=PersonPublic, status_code=201,
              summary="Add a person (a login is added with `liftwatch users add`)")
-def create_person(body: PersonCreate, user: ManagerDep, conn: ConnDep) -> dict:
+def create_person(body: PersonCreate, request: Request, user: ManagerDep, conn: ConnDep) -> dict:
     values = body.model_dump()
     if user.role == "company_manager":
         if body.role != "technician":
@@ -520,12 +540,14 @@ def create_person(body: PersonCreate, user: ManagerDep, conn: ConnDep) -> dict:
             raise ApiError(403, "forbidden", "a company manager adds people to their own company", field="company_id")
         values["company_id"] = user.company_id
     _check_role_company(conn, body.role, values["company_id"])
-    person_id = _insert(conn, "people", "person_id", values)
+    with conn.transaction():
+        person_id = _insert(conn, "people", "person_id", values)
+        _audit(conn, request, user, "person_created", f"person:{person_id}", values)
     return _get_person(conn, user, person_id)
 
 
 @router.patch("/people/{person_id}", response_model=PersonPublic)
-def update_person(person_id: int, body: PersonPatch, user: ManagerDep, conn: ConnDep) -> dict:
+def update_person(person_id: int, body: PersonPatch, request: Request, user: ManagerDep, conn: ConnDep) -> dict:
     changes = body.model_dump(exclude_unset=True)
     with conn.transaction():
         current = _get_person(conn, user, person_id)
@@ -538,6 +560,7 @@ def update_person(person_id: int, body: PersonPatch, user: ManagerDep, conn: Con
         if "role" in changes:
             _check_role_company(conn, changes["role"], current["company_id"])
         _update(conn, "people", "person_id", person_id, changes)
+        _audit(conn, request, user, "person_updated", f"person:{person_id}", changes)
     return _get_person(conn, user, person_id)
 
 

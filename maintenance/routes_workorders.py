@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, ConfigDict, Field
 
 from liftwatch import esign
+from maintenance import audit
 from maintenance import checklist as checklists
 from maintenance import workorders as wo
 from maintenance.auth import verify_user_password
@@ -134,7 +135,7 @@ def list_orders(user: CurrentUser, conn: ConnDep,
 
 
 @router.post("/work-orders", response_model=WorkOrderPublic, status_code=201)
-def create_order(body: WorkOrderCreate, conn: ConnDep,
+def create_order(body: WorkOrderCreate, request: Request, conn: ConnDep,
                  user: Annotated[User, Depends(require("admin", "company_manager"))]) -> dict:
     cond, params = user.scope.unit_filter("u")
     if not conn.execute(f"SELECT 1 FROM units u WHERE u.unit_id = %s AND {cond}", (body.unit_id, *params)).fetchone():  # noqa: S608
@@ -147,6 +148,9 @@ def create_order(body: WorkOrderCreate, conn: ConnDep,
                                field="corrects_id")
         wo_id = wo.create_order(conn, unit_id=body.unit_id, kind=body.kind, due_on=body.due_on,
                                 corrects_id=body.corrects_id)
+        audit.record(conn, request, user.username, "work_order_created", f"work_order:{wo_id}",
+                     {"work_order_id": wo_id, "unit_id": body.unit_id, "kind": body.kind, "due_on": body.due_on,
+                      "corrects_id": body.corrects_id})
     return wo.load_order(conn, user.scope, wo_id)
 
 
@@ -190,11 +194,17 @@ def signing_payload(work_order_id: int, user: CurrentUser, conn: ConnDep) -> dic
 
 @router.post("/work-orders/{work_order_id}/signatures", status_code=201,
              summary="Sign (technician: performed) or countersign (user unit: confirmed)")
-def sign(work_order_id: int, body: SignRequest, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> dict:
+def sign(work_order_id: int, body: SignRequest, request: Request, user: CurrentUser, conn: ConnDep,
+         settings: SettingsDep) -> dict:
     try:
-        return wo.sign(conn, user, work_order_id, payload=body.payload, signature_b64=body.signature,
-                       key_id=body.key_id, password=body.password,
-                       skew=timedelta(seconds=settings.signature_clock_skew_s))
+        with conn.transaction():  # the signature and its audit row commit together
+            out = wo.sign(conn, user, work_order_id, payload=body.payload, signature_b64=body.signature,
+                          key_id=body.key_id, password=body.password,
+                          skew=timedelta(seconds=settings.signature_clock_skew_s))
+            audit.record(conn, request, user.username, "work_order_signed", f"work_order:{work_order_id}",
+                         {"work_order_id": work_order_id, "meaning": out["meaning"], "ledger_seq": out["ledger_seq"],
+                          "signature_id": out["signature_id"]})
+        return out
     except UniqueViolation as exc:
         if "signature" in (exc.diag.constraint_name or ""):
             raise ApiError(409, "replayed", "this signature has already been used") from None
@@ -211,7 +221,7 @@ def record(work_order_id: int, user: CurrentUser, conn: ConnDep) -> dict:
 
 @router.post("/keys", response_model=KeyPublic, status_code=201, tags=["keys"],
              summary="Enrol my Ed25519 public key (the private key never leaves my device)")
-def enrol_key(body: KeyEnrol, user: CurrentUser, conn: ConnDep) -> dict:
+def enrol_key(body: KeyEnrol, request: Request, user: CurrentUser, conn: ConnDep) -> dict:
     try:
         raw = esign.b64url_decode(body.public_key)
         esign.public_key_from_raw(raw)
@@ -220,9 +230,12 @@ def enrol_key(body: KeyEnrol, user: CurrentUser, conn: ConnDep) -> dict:
     if not verify_user_password(conn, user.user_id, body.password):
         raise ApiError(401, "password_mismatch", "the password does not match", field="password")
     try:
-        row = conn.execute(
-            "INSERT INTO signing_keys (person_id, public_key, label) VALUES (%s, %s, %s) RETURNING *",
-            (user.person_id, raw, body.label)).fetchone()
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO signing_keys (person_id, public_key, label) VALUES (%s, %s, %s) RETURNING *",
+                (user.person_id, raw, body.label)).fetchone()
+            audit.record(conn, request, user.username, "key_enrolled", f"key:{row['key_id']}",
+                         {"key_id": row["key_id"], "person_id": user.person_id, "label": body.label})
     except UniqueViolation:
         raise ApiError(409, "key_exists", "this public key is already enrolled") from None
     return _key_public(row)
@@ -235,13 +248,16 @@ def my_keys(user: CurrentUser, conn: ConnDep) -> list[dict]:
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyPublic, tags=["keys"])
-def revoke_key(key_id: int, user: CurrentUser, conn: ConnDep) -> dict:
-    row = conn.execute(
-        """UPDATE signing_keys SET status = 'revoked', revoked_at = now()
-            WHERE key_id = %s AND status = 'active' AND (person_id = %s OR %s) RETURNING *""",
-        (key_id, user.person_id, user.role == "admin")).fetchone()
-    if row is None:
-        raise not_found(f"active key {key_id}")
+def revoke_key(key_id: int, request: Request, user: CurrentUser, conn: ConnDep) -> dict:
+    with conn.transaction():
+        row = conn.execute(
+            """UPDATE signing_keys SET status = 'revoked', revoked_at = now()
+                WHERE key_id = %s AND status = 'active' AND (person_id = %s OR %s) RETURNING *""",
+            (key_id, user.person_id, user.role == "admin")).fetchone()
+        if row is None:
+            raise not_found(f"active key {key_id}")
+        audit.record(conn, request, user.username, "key_revoked", f"key:{key_id}",
+                     {"key_id": key_id, "person_id": row["person_id"]})
     return _key_public(row)
 
 
@@ -268,7 +284,10 @@ def get_checklist(checklist_id: str, version: int, user: CurrentUser) -> dict:
 
 @router.post("/maintenance/schedule", tags=["maintenance"],
              summary="Create missing plans and the next work order of each plan")
-def run_schedule(conn: ConnDep, user: Annotated[User, Depends(require("admin"))]) -> dict:
-    r = schedule(conn)
+def run_schedule(request: Request, conn: ConnDep, user: Annotated[User, Depends(require("admin"))]) -> dict:
+    with conn.transaction():
+        r = schedule(conn)
+        audit.record(conn, request, user.username, "schedule_run", None,
+                     {"plans_created": r.plans_created, "orders_created": r.orders_created})
     return {"plans_created": r.plans_created, "orders_created": r.orders_created,
             "units_without_checklist": r.units_without_checklist}

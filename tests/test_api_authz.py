@@ -115,6 +115,8 @@ MATRIX: dict[str, dict[str, tuple]] = {
                                                                   FOREIGN: (401,  SEES,  SEES,  HIDES, HIDES, HIDES)},
     "POST /api/v1/alerts/{alert_id}/acknowledge":                {OWN:     (401,  200,   200,   200,   403,   403),
                                                                   FOREIGN: (401,  200,   200,   404,   403,   403)},
+    # audit log
+    "GET /api/v1/audit":                                         {NONE:    (401,  200,   403,   403,   403,   403)},
 }
 # fmt: on
 
@@ -261,6 +263,7 @@ _simple("GET /api/v1/me")
 _simple("GET /api/v1/checklists")
 _simple("GET /api/v1/keys")
 _simple("POST /api/v1/maintenance/schedule")
+_simple("GET /api/v1/audit", params={"action": "login_ok"})
 REQUESTS["GET /api/v1/checklists/{checklist_id}/{version}"] = lambda c, who, t: Req(
     "GET", "/api/v1/checklists/tsg-t5002-2017-traction/1")
 
