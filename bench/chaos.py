@@ -4,7 +4,8 @@ database crashes and kill -9 of the ingestor, then a per-unit, per-seq audit of 
 Setup: one throwaway PostgreSQL+TimescaleDB cluster (track_commit_timestamp on, a migrated
 database, the units registered) and one throwaway Mosquitto 2 broker (persistence on,
 max_queued_messages 0). One ingestor runs as a subprocess:
-`python -m liftwatch ingest --client-id chaos-1 --group chaos`, with the per-unit rate limit
+`python -m liftwatch ingest --client-id chaos-1` (plain subscription; `--shared` adds
+`--group chaos`), with the per-unit rate limit
 raised, the gap settle time at an hour (nothing here is a real gap) and its metrics on a free
 port, read just before each kill (how many redeliveries the unique key absorbed).
 Before all that, a probe on a separate throwaway broker records whether a persistent
@@ -305,7 +306,8 @@ class Fleet:
 class IngestorProc:
     """The ingestor subprocess; each incarnation logs to its own file."""
 
-    def __init__(self, procs: Processes, root: Path, dsn: str, mqtt_url: str) -> None:
+    def __init__(self, procs: Processes, root: Path, dsn: str, mqtt_url: str, shared: bool = False) -> None:
+        self.shared = shared
         self.procs = procs
         self.root = root
         self.env = {**env_for_ingest(dsn, mqtt_url), "LIFTWATCH_GAP_SETTLE_S": "3600"}
@@ -323,8 +325,9 @@ class IngestorProc:
         self.logs.append(path)
         self.metrics_port = free_port()
         with path.open("wb") as fh:
-            self.proc = self.procs.start([PYTHON, "-m", "liftwatch", "ingest", "--client-id", CLIENT_ID,
-                                          "--group", GROUP], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+            group = ["--group", GROUP] if self.shared else []
+            self.proc = self.procs.start([PYTHON, "-m", "liftwatch", "ingest", "--client-id", CLIENT_ID, *group],
+                                         cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
                                          env={**self.env, "LIFTWATCH_METRICS_PORT": str(self.metrics_port)})
 
     def count(self, text: str) -> int:
@@ -746,6 +749,9 @@ def main() -> int:
     ap.add_argument("--faults", help="comma-separated fault kinds in order, from ingestor, broker, database, "
                                      "overlap (default ingestor,broker,database x3 with one overlap, then ingestor)")
     ap.add_argument("--no-overlap", action="store_true", help="no overlapping fault: 'overlap' becomes 'database'")
+    ap.add_argument("--shared", action="store_true",
+                    help="subscribe the ingestor with a shared subscription ($share/chaos/...) as a replica set "
+                         "would; Mosquitto 2.0 drops it on restart, so broker faults then lose messages")
     ap.add_argument("--db-down", type=float, help="seconds the database stays down per crash (default 4)")
     ap.add_argument("--broker-down", type=float, help="seconds the broker stays down per restart (default 1)")
     ap.add_argument("--stall", type=float,
@@ -797,7 +803,7 @@ def main() -> int:
         migrate(dsn)
         fleet = Fleet(plan, mq.port)
         register_units(dsn, fleet.units)
-        ing = IngestorProc(procs, root, dsn, mq.url)
+        ing = IngestorProc(procs, root, dsn, mq.url, shared=args.shared)
         ing.start()
         if ing.wait_log("connected to broker", timeout=60) is None:
             raise RuntimeError(f"the ingestor did not connect:\n{ing.tail()}")

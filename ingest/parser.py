@@ -56,15 +56,25 @@ class Parsed:
                 Parsed(self.msgs[m:], self.items[m:], self.streams[m:], []))
 
 
+class RegistryUnavailable(Exception):
+    """The registry cannot say whether a unit exists (the database is away): retry, never reject."""
+
+
 class Registry:
     """The set of registered unit ids, reloaded periodically and (rate-limited) on a miss.
-    Has its own connection; if the database is away it keeps the last known set."""
+
+    Has its own connection. A unit missing from a set loaded successfully within the last
+    MISS_REFRESH_MIN_S is unknown; when the last load failed (or none ever succeeded) a miss
+    raises RegistryUnavailable instead, so no message is rejected as `unknown_unit` because
+    the database happened to be down.
+    """
 
     def __init__(self, dsn: str, refresh_s: float) -> None:
         self.dsn = dsn
         self.refresh_s = refresh_s
         self.units: frozenset[str] = frozenset()
         self.loaded_at = 0.0
+        self.healthy = False  # the last load succeeded
         self._conn: psycopg.Connection | None = None
 
     def load(self) -> bool:
@@ -73,6 +83,7 @@ class Registry:
                 self._conn = psycopg.connect(self.dsn, autocommit=True, application_name="liftwatch-ingest-registry")
             self.units = frozenset(r[0] for r in self._conn.execute("SELECT unit_id FROM units"))
             self.loaded_at = time.monotonic()
+            self.healthy = True
             return True
         except psycopg.Error as exc:
             log.warning("registry reload failed; keeping the last known units", extra={"error": str(exc)[:200]})
@@ -80,6 +91,7 @@ class Registry:
                 self._conn.close()
             self._conn = None
             self.loaded_at = time.monotonic()  # do not retry on every message
+            self.healthy = False
             return False
 
     def refresh_if_stale(self) -> None:
@@ -89,9 +101,13 @@ class Registry:
     def has(self, unit_id: str) -> bool:
         if unit_id in self.units:
             return True
-        if time.monotonic() - self.loaded_at >= MISS_REFRESH_MIN_S:
+        if not self.healthy or time.monotonic() - self.loaded_at >= MISS_REFRESH_MIN_S:
             self.load()
-        return unit_id in self.units
+        if unit_id in self.units:
+            return True
+        if not self.healthy:
+            raise RegistryUnavailable(f"cannot check unit {unit_id!r}: the registry did not load")
+        return False
 
     def close(self) -> None:
         if self._conn is not None:
@@ -106,6 +122,7 @@ class Parser:
         self.unknown_units: dict[str, int] = defaultdict(int)
 
     def parse(self, batch: list[Inbound]) -> Parsed:
+        """Validate a batch; raises RegistryUnavailable (the whole batch is to be retried)."""
         out = Parsed(batch)
         now = datetime.now(UTC)
         for msg in batch:

@@ -28,7 +28,7 @@ from prometheus_client import start_http_server
 from ingest.inbox import Inbound, Inbox
 from ingest.metrics import IngestMetrics
 from ingest.mqttclient import IngestClient
-from ingest.parser import Parsed, Parser, Registry
+from ingest.parser import Parsed, Parser, Registry, RegistryUnavailable
 from ingest.ratelimit import UnitRateLimiter
 from ingest.writer import BatchResult, BatchWriter
 from liftwatch.contract import Limits
@@ -42,7 +42,7 @@ RECEIVE_MAXIMUM = 3 * BATCH_MAX_MESSAGES  # unacked messages the broker may send
 #   database, the next filling, one in flight; paho's default of 20 would stall every batch
 INBOX_MAX_BYTES = 64 * 1024 * 1024  # memory bound on queued payloads, whatever their size
 IDLE_TICK_S = 1.0  # how often the writer does housekeeping (gap settling, registry) when idle
-RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # database retry delays; the last one repeats
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)  # database retry delays; the last one repeats (short: lag after an outage)
 KEEPALIVE_S = 30
 STATS_EVERY_S = 10.0  # period of the INFO progress line
 PIPELINE_DEPTH = 2  # parsed batches waiting for the writer: parsing overlaps one database write
@@ -61,7 +61,7 @@ class Totals:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    group: str
+    group: str | None  # None: plain subscription (single replica)
     client_id: str
 
 
@@ -125,7 +125,8 @@ class Ingestor:
         with self._gen_lock:
             self._generation += 1
         group = self.options.group
-        client.subscribe([(f"$share/{group}/lift/+/telemetry", 1), (f"$share/{group}/lift/+/event", 1)])
+        prefix = f"$share/{group}/" if group else ""
+        client.subscribe([(f"{prefix}lift/+/telemetry", 1), (f"{prefix}lift/+/event", 1)])
         self.metrics.connected.set(1)
         log.info("connected to broker", extra={"session_present": flags.session_present,
                                                "client_id": self.options.client_id, "group": group})
@@ -224,13 +225,31 @@ class Ingestor:
                 draining = self._stop.is_set()
                 batch = self.inbox.take(BATCH_MAX_MESSAGES, FLUSH_INTERVAL_S, 0.05 if draining else IDLE_TICK_S)
                 if batch:
-                    self.handoff.put(self.parser.parse(batch))
+                    parsed = self._parse_with_retry(batch)
+                    if parsed is None:
+                        break  # stopping while the database is away: the batch stays unacked
+                    self.handoff.put(parsed)
                 elif draining:
                     break
                 else:
                     self.registry.refresh_if_stale()
         finally:
             self.handoff.put(None)  # tells the writer there is nothing more
+
+    def _parse_with_retry(self, batch: list[Inbound]) -> Parsed | None:
+        """Parse; while the registry cannot be loaded, wait and retry (rejecting nothing)."""
+        attempt = 0
+        while True:
+            try:
+                return self.parser.parse(batch)
+            except RegistryUnavailable as exc:
+                self.metrics.db_errors.inc()
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning("registry unavailable; batch held, nothing rejected or acked",
+                            extra={"error": str(exc)[:200], "retry_in_s": delay, "messages": len(batch)})
+                attempt += 1
+                if self._stop.wait(delay) and attempt > 3:
+                    return None
 
     def _writer_loop(self) -> None:
         last_stats = time.monotonic()

@@ -158,7 +158,9 @@ def units_export(output: Path | None) -> None:
 # --- ingest -----------------------------------------------------------------------------------
 
 @cli.command("ingest")
-@click.option("--group", default=None, help="shared-subscription group (default: LIFTWATCH_INGEST_GROUP or 'ingest')")
+@click.option("--group", default=None,
+              help="shared-subscription group, for several replicas splitting the load (default: "
+                   "LIFTWATCH_INGEST_GROUP; unset = one replica, plain subscription)")
 @click.option("--client-id", default=None,
               help="stable MQTT client id; each replica needs its own (default: LIFTWATCH_INGEST_CLIENT_ID "
                    "or liftwatch-ingest-<hostname>)")
@@ -167,7 +169,10 @@ def ingest_cmd(group: str | None, client_id: str | None) -> None:
 
     Acknowledges each message only after its batch has committed (nothing is lost on a crash;
     redeliveries are stored once). Bad messages are recorded in rejected_messages with a
-    reason. Replicas in one --group share the load. Stops cleanly on SIGTERM/Ctrl-C.
+    reason. Replicas in one --group share the load ($share/<group>/...); without a group the
+    ingestor subscribes plainly, the choice for a single replica: Mosquitto 2.0 does not restore
+    shared subscriptions after a broker restart, so messages published before the replicas
+    resubscribe are dropped (see docs/ingest.md). Stops cleanly on SIGTERM/Ctrl-C.
     Prometheus metrics on LIFTWATCH_METRICS_PORT (default 9464, 0 disables).
     """
     from ingest.service import IngestOptions, Ingestor, default_client_id

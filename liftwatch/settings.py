@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="emit one JSON object per log line")
 
     # ingest
-    ingest_group: str = Field("ingest", description="shared-subscription group name")
+    ingest_group: str | None = Field(
+        None, description="shared-subscription group for several replicas; unset = one replica with a plain "
+                          "subscription (which, unlike a shared one on Mosquitto 2.0, survives a broker restart)")
     ingest_client_id: str | None = Field(None, description="stable MQTT client id; default derived from host name")
     ingest_session_expiry_s: int = Field(
         7 * 24 * 3600, description="how long the broker keeps our session (and backlog) while we are away"
