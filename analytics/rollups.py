@@ -16,6 +16,17 @@ import psycopg
 HOURLY_WATERMARK = "rollup_hourly"
 MAX_SAMPLE_GAP = "5 minutes"  # a sample counts for the time until the next one, at most this long
 
+# the same upsert ends both rollup statements (hourly from raw rows, daily from hours)
+_UPSERT_TAIL = """
+ON CONFLICT (unit_id, bucket) DO UPDATE SET
+    samples = EXCLUDED.samples, trips = EXCLUDED.trips, door_cycles = EXCLUDED.door_cycles,
+    door_close_ms_mean = EXCLUDED.door_close_ms_mean, door_close_ms_p95 = EXCLUDED.door_close_ms_p95,
+    leveling_abs_mean = EXCLUDED.leveling_abs_mean, leveling_abs_max = EXCLUDED.leveling_abs_max,
+    vibration_mean = EXCLUDED.vibration_mean, vibration_p95 = EXCLUDED.vibration_p95,
+    motor_temp_max = EXCLUDED.motor_temp_max, mode_seconds = EXCLUDED.mode_seconds, faults = EXCLUDED.faults,
+    first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, computed_at = now()
+"""
+
 _HOURLY = """
 WITH s AS (
     SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c, run_count,
@@ -56,14 +67,7 @@ SELECT COALESCE(a.unit_id, f.unit_id), COALESCE(a.bucket, f.bucket), COALESCE(a.
   FROM agg a
   LEFT JOIN modes m USING (unit_id, bucket)
   FULL JOIN faults f ON f.unit_id = a.unit_id AND f.bucket = a.bucket
-ON CONFLICT (unit_id, bucket) DO UPDATE SET
-    samples = EXCLUDED.samples, trips = EXCLUDED.trips, door_cycles = EXCLUDED.door_cycles,
-    door_close_ms_mean = EXCLUDED.door_close_ms_mean, door_close_ms_p95 = EXCLUDED.door_close_ms_p95,
-    leveling_abs_mean = EXCLUDED.leveling_abs_mean, leveling_abs_max = EXCLUDED.leveling_abs_max,
-    vibration_mean = EXCLUDED.vibration_mean, vibration_p95 = EXCLUDED.vibration_p95,
-    motor_temp_max = EXCLUDED.motor_temp_max, mode_seconds = EXCLUDED.mode_seconds, faults = EXCLUDED.faults,
-    first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, computed_at = now()
-"""
+""" + _UPSERT_TAIL  # noqa: S608 - constant text only
 
 _DAILY = """
 WITH hours AS (
@@ -96,14 +100,7 @@ INSERT INTO unit_daily (unit_id, bucket, samples, trips, door_cycles, door_close
 SELECT a.unit_id, a.day, a.samples, a.trips, a.door_cycles, a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean,
        a.vib_p95, a.temp_max, COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
   FROM agg a LEFT JOIN modes m USING (unit_id, day) LEFT JOIN faults f USING (unit_id, day)
-ON CONFLICT (unit_id, bucket) DO UPDATE SET
-    samples = EXCLUDED.samples, trips = EXCLUDED.trips, door_cycles = EXCLUDED.door_cycles,
-    door_close_ms_mean = EXCLUDED.door_close_ms_mean, door_close_ms_p95 = EXCLUDED.door_close_ms_p95,
-    leveling_abs_mean = EXCLUDED.leveling_abs_mean, leveling_abs_max = EXCLUDED.leveling_abs_max,
-    vibration_mean = EXCLUDED.vibration_mean, vibration_p95 = EXCLUDED.vibration_p95,
-    motor_temp_max = EXCLUDED.motor_temp_max, mode_seconds = EXCLUDED.mode_seconds, faults = EXCLUDED.faults,
-    first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, computed_at = now()
-"""
+""" + _UPSERT_TAIL  # noqa: S608 - constant text only
 
 
 @dataclass

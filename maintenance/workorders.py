@@ -166,17 +166,22 @@ def signing_payload(conn: psycopg.Connection, user: User, work_order_id: int) ->
     """What the signer's device must sign now (it fills in signed_at)."""
     wo = load_order(conn, user.scope, work_order_id)
     meaning = _meaning_for(user)
-    if meaning == "performed":
-        _ready_to_sign(conn, user, wo)
-        record = build_record(conn, wo)
-        sha = esign.record_sha256(record)
-    else:
-        if wo["status"] != "signed":
-            raise ApiError(409, "wrong_status", f"work order is {wo['status']}; countersigning follows the technician's signature")
-        record, sha = wo["record"], wo["record_sha256"]
+    record, sha = _record_to_sign(conn, user, wo, meaning)
     return {"record": record, "record_sha256": sha,
             "payload": esign.signing_payload(record_sha=sha, signer_id=user.person_id, name=user.name,
                                              role=user.role, meaning=meaning, signed_at="")}
+
+
+def _record_to_sign(conn: psycopg.Connection, user: User, wo: dict[str, Any], meaning: str) -> tuple[dict, str]:
+    """The record a signature with this meaning covers: built now for the technician (who must
+    be the one checked in, with every item filled), the frozen one for the countersignature."""
+    if meaning == "performed":
+        _ready_to_sign(conn, user, wo)
+        record = build_record(conn, wo)
+        return record, esign.record_sha256(record)
+    if wo["status"] != "signed":
+        raise ApiError(409, "wrong_status", f"work order is {wo['status']}; countersigning follows the technician's signature")
+    return wo["record"], wo["record_sha256"]
 
 
 def _meaning_for(user: User) -> str:
@@ -228,14 +233,7 @@ def sign(conn: psycopg.Connection, user: User, work_order_id: int, *, payload: d
         raise ApiError(409, "replayed", "this signature has already been used")
     with conn.transaction():
         wo = load_order(conn, user.scope, work_order_id, lock=True)
-        if meaning == "performed":
-            _ready_to_sign(conn, user, wo)
-            record = build_record(conn, wo)
-            sha = esign.record_sha256(record)
-        else:
-            if wo["status"] != "signed":
-                raise ApiError(409, "wrong_status", f"work order is {wo['status']}; it must be signed by the technician first")
-            record, sha = wo["record"], wo["record_sha256"]
+        record, sha = _record_to_sign(conn, user, wo, meaning)
         if payload["record_sha256"] != sha:
             raise ApiError(409, "record_mismatch",
                            "payload.record_sha256 is not this work order's current record (changed since, or another record)",
