@@ -26,7 +26,7 @@ from liftwatch.settings import Settings
 from liftwatch.throwaway import Mosquitto, PgCluster, free_port
 
 
-def _ingestor(db_url: str, mqtt_url: str, client_id: str, group: str, **kw) -> Ingestor:
+def _ingestor(db_url: str, mqtt_url: str, client_id: str, group: str | None, **kw) -> Ingestor:
     settings = Settings(database_url=db_url, mqtt_url=mqtt_url, metrics_port=kw.pop("metrics_port", 0), **kw)
     ing = Ingestor(settings, IngestOptions(group, client_id))
     ing.start()
@@ -85,7 +85,8 @@ def test_database_down_mid_stream_loses_nothing(own_cluster: PgCluster, mqtt_url
 def test_broker_restart_mid_drain_loses_nothing(db_url: str, own_broker: Mosquitto) -> None:
     units = [f"EL-BR{i}" for i in range(4)]
     register_units(db_url, units)
-    cid, group = f"t-{uuid.uuid4().hex[:8]}", f"g{uuid.uuid4().hex[:8]}"
+    # a plain subscription: Mosquitto 2.0 does not restore shared ones after a restart (docs/ingest.md)
+    cid, group = f"t-{uuid.uuid4().hex[:8]}", None
     _ingestor(db_url, own_broker.url, cid, group).stop()  # leaves a persistent session behind
     publish(own_broker.url, [m for u in units for m in telemetry_messages(u, range(5000))])
     ing = _ingestor(db_url, own_broker.url, cid, group)
