@@ -148,6 +148,7 @@ class Bench:
         self.units = unit_ids(sizes.units)
         self.runs: dict[str, list[Run]] = defaultdict(list)
         self.latency: dict | None = None
+        self.profile_dir: Path | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -166,6 +167,12 @@ class Bench:
             proc = self.procs.start(
                 [PYTHON, "-m", "liftwatch", "ingest", "--client-id", client_id, "--group", group],
                 cwd=REPO, env=env_for_ingest(dsn, self.servers.mqtt.url), stdout=fh, stderr=subprocess.STDOUT)
+        if self.profile_dir is not None and not logname.endswith("-prime"):
+            # py-spy attaches to the running ingestor and writes when it exits (folded stacks)
+            out = self.profile_dir / f"{logname}-{self._started}.folded"
+            self.procs.start([str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(proc.pid), "--gil",
+                              "--threads", "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return proc, logpath
 
     @staticmethod
@@ -618,6 +625,9 @@ def main() -> int:
     ap.add_argument("--only", help=f"comma-separated phases to run, in this order: {','.join(PHASES)}")
     ap.add_argument("--keep", action="store_true", help="keep the message files and logs (path printed)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/ingest-*.json")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="attach py-spy (--gil) to every timed ingestor run; folded stacks land in DIR "
+                         "(profiling slows the ingestor: do not read the table of such a run)")
     args = ap.parse_args()
 
     need("mosquitto_pub", "mosquitto_sub", "psql")
@@ -636,6 +646,10 @@ def main() -> int:
     if os.geteuid() == 0:  # the throwaway cluster runs as postgres; nothing here needs it, but be tidy
         os.chmod(root, 0o755)
     bench = Bench(sizes, root)
+    if args.profile is not None:
+        need(str(Path(PYTHON).parent / "py-spy"))
+        args.profile.mkdir(parents=True, exist_ok=True)
+        bench.profile_dir = args.profile
     if (load := os.getloadavg()[0]) > 0.5:
         log(f"WARNING: load average {load:.1f} before the start: other work on this machine skews the numbers")
     try:
