@@ -2,7 +2,52 @@
 
 from __future__ import annotations
 
+import bisect
+import math
+import threading
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+
+
+class BulkHistogram:
+    """A Prometheus histogram fed a batch of observations at once: one sort and one lock per
+    batch. The per-message `Histogram.observe` of two lag metrics was ~6 % of the ingestor's CPU."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = sorted(float(b) for b in buckets)
+        self._le = [0] * len(self.bounds)  # cumulative: observations <= each bound
+        self._count = 0
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        vs = sorted(values)
+        if not vs:
+            return
+        counts = [bisect.bisect_right(vs, b) for b in self.bounds]
+        total = math.fsum(vs)
+        with self._lock:
+            self._le = [a + b for a, b in zip(self._le, counts, strict=True)]
+            self._count += len(vs)
+            self._sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            le, count, total = list(self._le), self._count, self._sum
+        buckets = [(_fmt(b), n) for b, n in zip(self.bounds, le, strict=True)] + [("+Inf", count)]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
 
 
 class IngestMetrics:
@@ -22,10 +67,10 @@ class IngestMetrics:
         self.commit_seconds = Histogram(p + "commit_seconds", "time to write and commit one batch",
                                         buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5), registry=r)
         lag_buckets = (.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 300)
-        self.lag_seconds = Histogram(p + "publish_to_commit_seconds",
-                                     "device ts to commit, per accepted message (includes clock skew and backlog)",
-                                     buckets=lag_buckets, registry=r)
-        self.receive_lag_seconds = Histogram(p + "receive_to_commit_seconds", "receipt from the broker to commit",
-                                             buckets=lag_buckets, registry=r)
+        self.lag_seconds = BulkHistogram(p + "publish_to_commit_seconds",
+                                         "device ts to commit, per accepted message (includes clock skew and backlog)",
+                                         lag_buckets, r)
+        self.receive_lag_seconds = BulkHistogram(p + "receive_to_commit_seconds", "receipt from the broker to commit",
+                                                 lag_buckets, r)
         self.queue_depth = Gauge(p + "queue_depth", "messages waiting for the writer", registry=r)
         self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)

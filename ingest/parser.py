@@ -6,6 +6,7 @@ Runs in its own thread, so that parsing batch N+1 overlaps the database writing 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -14,29 +15,29 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from ingest.inbox import Inbound
+from ingest.inbox import Batch
 from ingest.ratelimit import UnitRateLimiter
-from liftwatch.contract import Limits, RejectReason, Stream, Topic, parse_rows
+from liftwatch.contract import RejectReason, Stream, Topic
 from liftwatch.errors import ContractError
+from liftwatch.validate import Limits, parse_rows
 
 log = logging.getLogger(__name__)
 
 MISS_REFRESH_MIN_S = 2.0  # an unknown unit triggers a registry reload at most this often
+TOPIC_CACHE_MAX = 100_000  # parsed topics remembered (two per unit); cleared when full, rebuilt as they come
 REJECT_PAYLOAD_KEEP = 64 * 1024  # bytes of a rejected payload kept for the operator to read
 
 
 @dataclass(slots=True)
 class Reject:
-    msg: Inbound
     topic: str
     unit_id: str | None
     reason: str
     detail: str
+    payload: bytes
 
     def row(self) -> tuple:
-        import hashlib
-
-        p = self.msg.payload
+        p = self.payload
         return (self.topic, self.unit_id, self.reason, self.detail, p[:REJECT_PAYLOAD_KEEP], len(p),
                 hashlib.sha256(p).digest())
 
@@ -45,15 +46,15 @@ class Reject:
 class Parsed:
     """A batch after validation: for each message either its rows (of `streams[i]`) or its Reject."""
 
-    msgs: list[Inbound]
+    msgs: Batch
     items: list[list[tuple] | Reject] = field(default_factory=list)
     streams: list[Stream | None] = field(default_factory=list)
     published: list[float] = field(default_factory=list)  # device ts of accepted messages (lag metric)
 
     def halves(self) -> tuple[Parsed, Parsed]:
         m = len(self.msgs) // 2
-        return (Parsed(self.msgs[:m], self.items[:m], self.streams[:m], []),
-                Parsed(self.msgs[m:], self.items[m:], self.streams[m:], []))
+        return (Parsed(self.msgs.slice(0, m), self.items[:m], self.streams[:m], []),
+                Parsed(self.msgs.slice(m), self.items[m:], self.streams[m:], []))
 
 
 class RegistryUnavailable(Exception):
@@ -120,33 +121,50 @@ class Parser:
         self.limits = limits
         self.limiter = limiter
         self.unknown_units: dict[str, int] = defaultdict(int)
+        self._topics: dict[bytes, Topic] = {}
 
-    def parse(self, batch: list[Inbound]) -> Parsed:
+    def parse(self, batch: Batch) -> Parsed:
         """Validate a batch; raises RegistryUnavailable (the whole batch is to be retried)."""
         out = Parsed(batch)
+        items, streams, published = out.items, out.streams, out.published
         now = datetime.now(UTC)
-        for msg in batch:
-            topic_text = msg.topic.decode("utf-8", "replace")
+        topics, registry, limits = self._topics, self.registry, self.limits
+        limiter = self.limiter if self.limiter.enabled else None
+        for raw_topic, payload, dup, received in zip(batch.topics, batch.payloads, batch.dups, batch.received,
+                                                     strict=True):
+            topic = topics.get(raw_topic)
             try:
-                topic = Topic.parse(topic_text)
-                if not self.registry.has(topic.unit_id):
+                if topic is None:
+                    topic = self._topic(raw_topic)
+                if topic.unit_id not in registry.units and not registry.has(topic.unit_id):
                     raise ContractError(RejectReason.UNKNOWN_UNIT, f"unit {topic.unit_id!r} is not in the registry")
-                rows = parse_rows(topic, msg.payload, now=now, limits=self.limits)
-                newest = max(r[0] for r in rows).timestamp()
-                if self.limiter.enabled and not self.limiter.allow(topic.unit_id, len(rows), newest, msg.received):
+                rows = parse_rows(topic, payload, now=now, limits=limits)
+                newest = (rows[0][0] if len(rows) == 1 else max(r[0] for r in rows)).timestamp()
+                # a redelivery (DUP, set by the broker, never by the device) was charged when it
+                # first came, or that delivery went to a process that is gone: never charge twice
+                if limiter is not None and not dup and not limiter.allow(topic.unit_id, len(rows), newest, received):
                     raise ContractError(RejectReason.RATE_LIMITED,
-                                        f"unit over {self.limiter.rate:g} samples/s (burst {self.limiter.burst:g})")
+                                        f"unit over {limiter.rate:g} samples/s (burst {limiter.burst:g})")
             except ContractError as exc:
+                topic_text = raw_topic.decode("utf-8", "replace")
                 unit_id = Topic.unit_from(topic_text)
-                out.items.append(Reject(msg, topic_text, unit_id, exc.reason, exc.detail))
-                out.streams.append(None)
+                items.append(Reject(topic_text, unit_id, exc.reason, exc.detail, payload))
+                streams.append(None)
                 if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:
                     self._count_unknown(unit_id)
                 continue
-            out.items.append(rows)
-            out.streams.append(topic.stream)
-            out.published.append(newest)
+            items.append(rows)
+            streams.append(topic.stream)
+            published.append(newest)
         return out
+
+    def _topic(self, raw: bytes) -> Topic:
+        """Parse a topic not seen yet (ContractError if it breaks the contract) and remember it."""
+        topic = Topic.parse(raw.decode("utf-8", "replace"))
+        if len(self._topics) >= TOPIC_CACHE_MAX:
+            self._topics.clear()
+        self._topics[raw] = topic
+        return topic
 
     def _count_unknown(self, unit_id: str) -> None:
         n = self.unknown_units[unit_id] = self.unknown_units[unit_id] + 1

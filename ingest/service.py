@@ -25,14 +25,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
-from ingest.inbox import Inbound, Inbox
+from ingest.inbox import Batch, Inbox
 from ingest.metrics import IngestMetrics
 from ingest.mqttclient import IngestClient
 from ingest.parser import Parsed, Parser, Registry, RegistryUnavailable
 from ingest.ratelimit import UnitRateLimiter
 from ingest.writer import BatchResult, BatchWriter
-from liftwatch.contract import Limits
 from liftwatch.settings import Settings
+from liftwatch.validate import Limits
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,22 @@ class Ingestor:
         if not self._stop.is_set():
             log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason_code)})
 
-    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int, received: float) -> None:
-        """QoS 0/1 PUBLISH, on paho's network thread: hand over, nothing else."""
+    def _on_publish(self, topics: list[bytes], payloads: list[bytes], mids: list[int], dups: list[bool],
+                    received: float) -> None:
+        """A read's worth of QoS 0/1 PUBLISH, on paho's network thread: hand over, nothing else."""
         if self._accepting:  # when stopping, not acked: the broker keeps it for our session
-            self.inbox.put(Inbound(topic, payload, mid, qos, self._generation, received))
+            self.inbox.put(Batch.of(topics, payloads, mids, dups, self._generation, received))
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         """Only QoS 2 arrives here (paho's own path): acknowledged by paho after this returns."""
         if self._accepting:
-            self.inbox.put(Inbound(message._topic, message.payload, 0, 0, self._generation, time.time()))
+            self.inbox.put(Batch.of([message._topic], [message.payload], [0], [message.dup], self._generation,
+                                    time.time()))
 
-    def _ack(self, batch: list[Inbound]) -> int:
+    def _ack(self, batch: Batch) -> int:
         with self._gen_lock:
             gen = self._generation
-        mids = [m.mid for m in batch if m.qos == 1 and m.generation == gen]  # arrival order
+        mids = [m for m, g in zip(batch.mids, batch.generations, strict=True) if m and g == gen]  # arrival order
         self.client.ack_many(mids)
         return len(mids)
 
@@ -186,7 +188,7 @@ class Ingestor:
                 if self._stop.wait(delay) and attempt > 3:
                     return None  # stopping and the database stays away: leave it unacked for redelivery
 
-    def _account(self, batch: list[Inbound], result: BatchResult) -> None:
+    def _account(self, batch: Batch, result: BatchResult) -> None:
         m = self.metrics
         m.received.inc(len(batch))
         m.batch_size.observe(len(batch))
@@ -197,10 +199,8 @@ class Ingestor:
             m.rejected.labels(r.reason).inc()
         m.gaps.inc(len(result.gaps))
         now = time.time()
-        for msg in batch:
-            m.receive_lag_seconds.observe(now - msg.received)
-        for t in result.published:
-            m.lag_seconds.observe(now - t)
+        m.receive_lag_seconds.observe_many([now - t for t in batch.received])
+        m.lag_seconds.observe_many([now - t for t in result.published])
         t = self.totals
         t.messages += result.messages
         t.telemetry_rows += result.rows["telemetry"]
@@ -236,7 +236,7 @@ class Ingestor:
         finally:
             self.handoff.put(None)  # tells the writer there is nothing more
 
-    def _parse_with_retry(self, batch: list[Inbound]) -> Parsed | None:
+    def _parse_with_retry(self, batch: Batch) -> Parsed | None:
         """Parse; while the registry cannot be loaded, wait and retry (rejecting nothing)."""
         attempt = 0
         while True:

@@ -137,11 +137,10 @@ class BatchWriter:
                 left, right = parsed.halves()
                 result = _merge(self.write(left), self.write(right))
             else:
-                msg = parsed.msgs[0]
-                topic = msg.topic.decode("utf-8", "replace")
+                topic = parsed.msgs.topics[0].decode("utf-8", "replace")
                 detail = f"database refused it: {exc.diag.message_primary or exc}"[:500]
                 log.warning("message refused by the database", extra={"topic": topic, "error": detail})
-                reject = Reject(msg, topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail)
+                reject = Reject(topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail, parsed.msgs.payloads[0])
                 result = self._commit(Parsed(parsed.msgs, [reject], [None]))
         result.published = parsed.published
         return result

@@ -15,9 +15,9 @@ from liftwatch.contract import (
     Telemetry,
     Topic,
     encode,
-    parse_message,
 )
 from liftwatch.errors import ContractError
+from liftwatch.validate import parse_message
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 T = Topic("EL-1", Stream.TELEMETRY)

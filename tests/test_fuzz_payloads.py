@@ -22,10 +22,10 @@ from liftwatch.contract import (
     MODES,
     Stream,
     Topic,
-    parse_message,
 )
 from liftwatch.errors import ContractError
 from liftwatch.settings import Settings
+from liftwatch.validate import parse_message
 
 CASES = 10_000
 NOW = datetime.now(UTC)

@@ -99,6 +99,8 @@ def test_broker_restart_mid_drain_loses_nothing(db_url: str, own_broker: Mosquit
         ing.stop()
     assert at_restart < 20_000, "the restart came too late to test anything"
     assert count(db_url, "SELECT count(DISTINCT (unit_id, seq)) FROM telemetry") == 20_000
+    # the broker redelivers what was in flight (DUP): none of it may be refused (rate_limited did)
+    assert count(db_url, "SELECT count(*) FROM rejected_messages") == 0
 
 
 def test_row_refused_by_database_is_rejected_alone(db_url: str, mqtt_url: str) -> None:

@@ -15,9 +15,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from liftwatch.contract import MAX_PAYLOAD_BYTES, MODES, Topic, parse_message
+from liftwatch.contract import MAX_PAYLOAD_BYTES, MODES, Topic
 from liftwatch.errors import ContractError
 from liftwatch.settings import Settings
+from liftwatch.validate import parse_message
 from simulators.bad import REASONS
 from simulators.cli import fleet_cmd, technicians_cmd
 from simulators.clock import LOCAL_TZ, Window, parse_duration, plan_window
