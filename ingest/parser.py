@@ -35,6 +35,7 @@ class Reject:
     reason: str
     detail: str
     payload: bytes
+    redelivered: bool = False  # DUP from the broker: its first delivery may already be recorded
 
     def row(self) -> tuple:
         p = self.payload
@@ -148,7 +149,7 @@ class Parser:
             except ContractError as exc:
                 topic_text = raw_topic.decode("utf-8", "replace")
                 unit_id = Topic.unit_from(topic_text)
-                items.append(Reject(topic_text, unit_id, exc.reason, exc.detail, payload))
+                items.append(Reject(topic_text, unit_id, exc.reason, exc.detail, payload, dup))
                 streams.append(None)
                 if exc.reason == RejectReason.UNKNOWN_UNIT and unit_id:
                     self._count_unknown(unit_id)

@@ -39,6 +39,9 @@ SETUP_SQL = (
 COPY_TEL = f"COPY stage_telemetry ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_EV = f"COPY stage_events ({_EV_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_REJ = f"COPY rejected_messages ({', '.join(_REJ_COLS)}) FROM STDIN (FORMAT BINARY)"
+INSERT_REJ_ONCE = (f"INSERT INTO rejected_messages ({', '.join(_REJ_COLS)}) "  # noqa: S608 (constants)
+                   "SELECT %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS "
+                   "(SELECT 1 FROM rejected_messages WHERE payload_sha256 = %s AND topic = %s)")
 # column lists are module constants, never input
 # per unit, not per row: the seqs stored (for gap tracking), the newest ts and how many
 INSERT_TEL = (f"WITH ins AS (INSERT INTO telemetry ({_TEL_COLS}) SELECT {_TEL_COLS} FROM stage_telemetry "  # noqa: S608
@@ -140,7 +143,8 @@ class BatchWriter:
                 topic = parsed.msgs.topics[0].decode("utf-8", "replace")
                 detail = f"database refused it: {exc.diag.message_primary or exc}"[:500]
                 log.warning("message refused by the database", extra={"topic": topic, "error": detail})
-                reject = Reject(topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail, parsed.msgs.payloads[0])
+                reject = Reject(topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail, parsed.msgs.payloads[0],
+                                parsed.msgs.dups[0])
                 result = self._commit(Parsed(parsed.msgs, [reject], [None]))
         result.published = parsed.published
         return result
@@ -185,10 +189,7 @@ class BatchWriter:
                         result.entrapments.append(Entrapment(unit_id, seq, t, source_code))
             result.duplicates = len(tel) + len(ev) - result.rows["telemetry"] - result.rows["events"]
             if rejects:
-                with cur.copy(COPY_REJ) as cp:
-                    cp.set_types(_REJ_TYPES)
-                    for r in rejects:
-                        cp.write_row(r.row())
+                self._record_rejects(cur, rejects)
             if inserted:
                 result.gaps = self._track_seqs(cur, inserted, last_time)
             for e in result.entrapments:
@@ -211,6 +212,19 @@ class BatchWriter:
             cur.executemany(FILL_GAP, fills)
         self._record_gaps(cur, gaps)
         return gaps
+
+    @staticmethod
+    def _record_rejects(cur: psycopg.Cursor, rejects: list[Reject]) -> None:
+        """COPY the rejects; a redelivered one only if its first delivery was not recorded."""
+        fresh = [r.row() for r in rejects if not r.redelivered]
+        if fresh:
+            with cur.copy(COPY_REJ) as cp:
+                cp.set_types(_REJ_TYPES)
+                for row in fresh:
+                    cp.write_row(row)
+        again = [r.row() for r in rejects if r.redelivered]
+        if again:
+            cur.executemany(INSERT_REJ_ONCE, [(*row, row[6], row[0]) for row in again])
 
     @staticmethod
     def _record_gaps(cur: psycopg.Cursor, gaps: list[Gap]) -> None:

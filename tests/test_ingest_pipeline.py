@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from helpers import register_units, telemetry_messages
+from helpers import count, register_units, telemetry_messages
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.inbox import Batch, Inbox
 from ingest.mqttclient import IngestClient
 from ingest.parser import Parser, Registry, Reject
 from ingest.ratelimit import UnitRateLimiter
+from ingest.writer import BatchWriter
 from liftwatch.validate import Limits
 
 
@@ -112,4 +113,26 @@ def test_redeliveries_are_not_charged_to_the_rate_limit(db_url: str) -> None:
         flood = parser.parse(Batch.of(topics, payloads, [7, 8, 9], [False] * 3, 2, 0.0))
         assert [i.reason for i in flood.items if isinstance(i, Reject)] == ["rate_limited"] * 3  # the device's repeats
     finally:
+        registry.close()
+
+
+def test_a_redelivered_reject_is_recorded_once(db_url: str) -> None:
+    """Committed, then the process died before the PUBACK: the broker sends it again with DUP."""
+    register_units(db_url, ["EL-J"])
+    registry = Registry(db_url, refresh_s=60)
+    registry.load()
+    parser = Parser(registry, Limits(), UnitRateLimiter(0, 0))
+    writer = BatchWriter(db_url, gap_settle_s=30)
+    bad = [b"lift/EL-J/telemetry"], [b"{not json"]
+    try:
+        for dup in (False, True, True):  # first delivery, then two redeliveries
+            writer.write(parser.parse(Batch.of(*bad, [1], [dup], 1, 0.0)))
+        assert count(db_url, "SELECT count(*) FROM rejected_messages") == 1
+        writer.write(parser.parse(Batch.of(*bad, [2], [False], 1, 0.0)))  # the device sent it again itself
+        assert count(db_url, "SELECT count(*) FROM rejected_messages") == 2
+        other = [b"lift/EL-J/event"], [b"{not json"]  # same payload, other topic: its own record
+        writer.write(parser.parse(Batch.of(*other, [3], [True], 1, 0.0)))
+        assert count(db_url, "SELECT count(*) FROM rejected_messages WHERE reason = 'invalid_json'") == 3
+    finally:
+        writer.close()
         registry.close()
