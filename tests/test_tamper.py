@@ -171,3 +171,13 @@ def test_every_random_tampering_is_flagged(signed_world: str) -> None:
                 missed.append(what)
             conn.rollback()
     assert not missed, f"{len(missed)} of {CASES} tamperings not flagged, e.g. {missed[:5]}"
+
+
+@pytest.mark.parametrize("table", ["ledger", "signatures", "audit_log", "work_orders", "work_order_items"])
+def test_records_refuse_truncate(signed_world: str, table: str) -> None:
+    """Row triggers do not see TRUNCATE; each record table has a statement trigger that does."""
+    with psycopg.connect(signed_world) as conn:
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="TRUNCATE"):
+            conn.execute(f"TRUNCATE {table} CASCADE")  # noqa: S608 (a fixed list of names)
+        conn.rollback()
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0  # noqa: S608
