@@ -204,6 +204,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "item_result": ("结果", "Result"),
     "item_measured": ("实测值（{u}）", "Measured ({u})"),
     "item_limit": ("限值：{l}", "Limit: {l}"),
+    "item_limit_manufacturer": ("按制造单位要求", "as the manufacturer specifies"),
     "item_note": ("备注", "Note"),
     "item_test": ("测试项目", "test item"),
     "result_choose": ("— 请选择 —", "— choose —"),
