@@ -83,6 +83,8 @@ def _pass(dsn: str) -> dict:
 def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site, browser) -> None:
     # the schedule ran 25 days ago and nobody came: half-monthly maintenance is 10 days overdue
     age_schedule(site.w.dsn, 25)
+    r = site.w.client.patch("/api/v1/sites/S2", headers=site.w.h("admin"), json={"lat": 31.23, "lon": 121.47})
+    assert r.status_code == 200, r.text  # two places on the map
     for unit in ("EL-1", "EL-2"):
         telemetry_history(site.w.dsn, unit)
     counts = _pass(site.w.dsn)
@@ -128,9 +130,9 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
     # KPI tiles lead to the lists behind them; the map links each unit
     expect(page.locator("#kpi-maintenance .tile-value")).to_have_text("0.0 %")
     expect(page.locator("#unit-map a")).to_have_count(3)
+    screenshot(page, "dashboard")
     page.get_by_label("运行状态").check()
     assert page.locator("figure.map-fig").get_attribute("data-colour") == "state"
-    screenshot(page, "dashboard")
     page.click("#kpi-maintenance")
     expect(page.locator("#kpi-list tbody tr", has_text="EL-1")).to_have_count(1)
     page.click("#kpi-list a:text('EL-1')")
@@ -240,6 +242,7 @@ def test_technician_signs_and_user_unit_countersigns_in_the_browser(site: Site, 
     mgr.click(f"#order-{wo_id}")
     expect(mgr.locator("#record-items tbody tr")).to_have_count(31)
     expect(mgr.locator("#record-items")).to_contain_text("8.5 mm")
+    mgr.evaluate("document.getElementById('signatures').scrollIntoView({block: 'start'})")
     screenshot(mgr, "countersign", full_page=False)
     _sign(mgr)
     expect(mgr.locator("#order-status")).to_have_attribute("data-status", "closed", timeout=10_000)

@@ -21,6 +21,7 @@ MODE_ORDER = ("normal", "inspection", "stopped", "out_of_service", "fire_return"
 MAP_W, MAP_H = 640, 420
 MAP_MAX_POINTS = 3000     # beyond this, units are merged into grid cells (an SVG of 50 k dots is 5 MB)
 MAP_CELL_PX = 12
+MAP_LABELS_UP_TO = 40     # few units: each dot also carries its unit id
 GRADE_RANK = {"A": 1, "B": 2, "C": 3, "D": 4}
 STATE_RANK = {"ok": 0, "warning": 1, "offline": 2, "out_of_service": 3, "critical": 4}
 
@@ -163,11 +164,14 @@ def distribution_map(points: list[dict[str, Any]], label: str, describe) -> tupl
            f'<rect class="map-bg" x="0" y="0" width="{MAP_W}" height="{MAP_H}"/>']
     binned = len(points) > MAP_MAX_POINTS
     if not binned:
+        labels = len(points) <= MAP_LABELS_UP_TO
         for p in points:
             x, y = xy(p["lat"], p["lon"])
             grade = p["risk_grade"] or "none"
+            label = (f'<text class="pt-label" x="{x + 9:.1f}" y="{y + 4:.1f}">{escape(p["unit_id"])}</text>'
+                     if labels else "")
             out.append(f'<a href="/units/{escape(p["unit_id"])}"><title>{escape(describe(p))}</title>'
-                       f'<circle class="pt g-{grade} s-{p["state"]}" cx="{x:.1f}" cy="{y:.1f}" r="6"/></a>')
+                       f'<circle class="pt g-{grade} s-{p["state"]}" cx="{x:.1f}" cy="{y:.1f}" r="6"/>{label}</a>')
     else:
         cells: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for p in points:

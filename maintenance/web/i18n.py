@@ -83,6 +83,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "filter_unacked": ("未确认", "not acknowledged"),
     "filter_acked": ("已确认", "acknowledged"),
     "alerts_updated": ("已更新 {t}", "Updated {t}"),
+    "alerts_shown": ("显示 {n} 条，共 {total} 条", "Showing {n} of {total}"),
     "alerts_none": ("没有符合条件的告警。", "No alerts match."),
     "alerts_overdue_first": ("维保逾期排在最前，其次按级别。", "Overdue maintenance first, then by severity."),
     "col_unit": ("设备", "Unit"),

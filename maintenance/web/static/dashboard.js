@@ -7,6 +7,7 @@
   const form = document.getElementById('alert-filters');
   const updated = document.getElementById('alerts-updated');
   const ackError = document.getElementById('ack-error');
+  const count = document.getElementById('alerts-count');
   const canAck = table.dataset.canAck === '1';
   let busy = false;
 
@@ -82,6 +83,7 @@
         rows.push(tr);
       }
       tbody.replaceChildren(...rows);
+      count.textContent = LW.t('alerts_shown', {n: alerts.length, total: alerts.total ?? alerts.length});
       updated.textContent = LW.t('alerts_updated', {t: LW.time(new Date().toISOString())});
     } catch (e) {
       updated.textContent = e.message;

@@ -43,6 +43,8 @@ const LW = (() => {
       if (r.status >= 500) data.detail = t('error_500');
       throw new ApiError(r.status, data);
     }
+    const total = r.headers.get('X-Total-Count');  // lists: the count before paging
+    if (total !== null && Array.isArray(data)) Object.defineProperty(data, 'total', {value: Number(total)});
     return data;
   }
 
