@@ -96,8 +96,8 @@ def login(page, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.fill("#username", username)
     page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("load")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
     assert "/login" not in page.url, page.content()[:2000]
 
 

@@ -321,6 +321,12 @@ def test_public_page_without_login_and_a_problem_report(site: Site, browser) -> 
     assert site.sql("SELECT actor FROM audit_log WHERE action = 'hazard_reported'")[0]["actor"] == "anonymous"
     assert no_horizontal_scroll(page)
     screenshot(page, "public")
+    # status now follows the unit without a reload: an entrapment is being rescued
+    page.evaluate("window.__stillTheSamePage = true")
+    site.sql("INSERT INTO alerts (unit_id, kind, severity, reason, source, event_time) VALUES "
+             "('EL-1', 'entrapment', 'critical', 'passenger entrapment', 'ingest', now())")
+    expect(page.locator("#live-status")).to_contain_text("困人救援中", timeout=10_000)
+    assert page.evaluate("window.__stillTheSamePage === true")
     # the QR code says this page's address
     qr = site.w.client.get("/u/EL-1/qr.svg")
     assert qr.headers["content-type"] == "image/svg+xml"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from maintenance.errors import ApiError
 from maintenance.web import pages_auth, pages_field, pages_public, pages_supervisor
@@ -52,8 +53,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        from urllib.parse import quote
-
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
     @app.exception_handler(ApiError)
@@ -81,7 +80,5 @@ def install(app: FastAPI) -> None:
     async def _server_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
         if _wants_json(request):
-            from starlette.responses import JSONResponse
-
             return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)
         return _error_page(request, 500, "error_500")

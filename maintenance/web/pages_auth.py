@@ -25,10 +25,10 @@ router = APIRouter(include_in_schema=False)
 LOGIN_NONCE_MAX_AGE_S = 3600  # the login form stays usable for an hour
 
 
-def home_for(user: User) -> str:
-    if user.role in STAFF_ROLES:
+def home_for(role: str) -> str:
+    if role in STAFF_ROLES:
         return "/dashboard"
-    return "/tech" if user.role == "technician" else "/countersign"
+    return "/tech" if role == "technician" else "/countersign"
 
 
 def safe_next(value: str | None) -> str | None:
@@ -40,7 +40,7 @@ def safe_next(value: str | None) -> str | None:
 
 @router.get("/")
 def home(user: Annotated[User | None, Depends(optional_page_user)]) -> Response:
-    return RedirectResponse(home_for(user) if user else "/login", status_code=303)
+    return RedirectResponse(home_for(user.role) if user else "/login", status_code=303)
 
 
 def _login_page(request: Request, *, error: str = "", username: str = "", next_: str = "",
@@ -79,8 +79,7 @@ async def login_submit(request: Request, conn: ConnDep, settings: SettingsDep,
             return _login_page(request, error=f"login_throttled:{wait}", username=username, next_=next_, status=429)
         return _login_page(request, error="login_failed", username=username, next_=next_, status=401)
     token = issue_token(settings, row["user_id"], row["role"], minutes=settings.web_session_minutes)
-    user = User(user_id=row["user_id"], person_id=0, username=username, name="", role=row["role"], company_id=None)
-    response = RedirectResponse(next_ or home_for(user), status_code=303)
+    response = RedirectResponse(next_ or home_for(row["role"]), status_code=303)
     set_session(response, request, token, settings.web_session_minutes * 60)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response

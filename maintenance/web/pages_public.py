@@ -52,7 +52,8 @@ def _page(request: Request, conn, unit: dict, *, status: int = 200, receipt: int
           form_error: str = "") -> Response:
     return render(request, "public.html", status=status, unit=unit, receipt=receipt, errors=errors or {},
                   form=form or {"description": "", "contact": ""}, form_error=form_error,
-                  qr=qr_svg(request, unit["unit_id"], scale=4), url=public_url(request, unit["unit_id"]))
+                  qr=qr_svg(request, unit["unit_id"], scale=4), url=public_url(request, unit["unit_id"]),
+                  refresh_ms=int(request.app.state.settings.web_alert_refresh_s * 1000))
 
 
 @router.get("/u/{unit_id}")
