@@ -10,6 +10,8 @@
   const count = document.getElementById('alerts-count');
   const canAck = table.dataset.canAck === '1';
   let busy = false;
+  // the column names, for the narrow layout where each row is a card (CSS shows data-label)
+  const labels = [...table.tHead.rows[0].cells].map((th) => th.textContent);
 
   function cell(text, cls) {
     const td = document.createElement('td');
@@ -49,6 +51,7 @@
     badge.textContent = LW.t('sev_' + a.severity);
     sev.append(badge);
     tr.append(unit, cell(LW.t('kind_' + a.kind)), sev, cell(a.reason, 'reason'), cell(LW.time(a.opened_at)), ackCell(a));
+    [...tr.cells].forEach((td, i) => { td.dataset.label = labels[i]; });
     return tr;
   }
 
@@ -56,7 +59,9 @@
     LW.show(ackError, '');
     try {
       const a = await LW.api('POST', '/api/v1/alerts/' + id + '/acknowledge');
-      td.replaceWith(ackCell(a));
+      const fresh = ackCell(a);
+      fresh.dataset.label = td.dataset.label;
+      td.replaceWith(fresh);
     } catch (e) {
       LW.show(ackError, LW.t('ack_failed', {e: e.message}));
       if (e.code === 'already_acknowledged') refresh();
