@@ -158,3 +158,13 @@ def telemetry_history(dsn: str, unit_id: str, *, days: int = 14, every_min: int 
                     "ON CONFLICT (unit_id) DO UPDATE SET next_seq = EXCLUDED.next_seq, last_time = EXCLUDED.last_time",
                     (unit_id, n + 1 + len(events), until))
     return len(rows)
+
+
+UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter(el => el.type !== 'hidden' && !el.labels.length && !el.getAttribute('aria-label'))
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def unlabelled_controls(page) -> list[str]:
+    """Form controls a screen reader would announce without a name."""
+    return page.evaluate(UNLABELLED_JS)

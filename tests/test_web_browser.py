@@ -37,6 +37,7 @@ from browser_support import (
     no_horizontal_scroll,
     screenshot,
     telemetry_history,
+    unlabelled_controls,
     watch,
 )
 from cryptography.exceptions import InvalidSignature
@@ -364,6 +365,10 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
     page = ctx.new_page()
     log = watch(page)
     page.goto(f"{site.base}/login")
+    assert unlabelled_controls(page) == []
+    page.evaluate("document.body.append(document.createElement('input'))")  # the check sees a nameless one
+    assert len(unlabelled_controls(page)) == 1
+    page.reload()
     for _ in range(12):  # keyboard only: Tab to the username field
         if page.evaluate("document.activeElement && document.activeElement.id") == "username":
             break
@@ -385,6 +390,7 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
     for path in staff_pages:
         page.goto(site.base + path)
         assert no_horizontal_scroll(page), path
+        assert unlabelled_controls(page) == [], path
     # English, kept by a cookie from page to page, and back
     page.goto(f"{site.base}/dashboard")
     page.click("#lang-en")
@@ -409,6 +415,7 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
         for lang in ("zh", "en"):
             tech.goto(f"{site.base}{path}?lang={lang}")
             assert no_horizontal_scroll(tech), (path, lang)
+            assert unlabelled_controls(tech) == [], (path, lang)
             assert bool(CJK.search(tech.locator("h1").inner_text())) is (lang == "zh"), (path, lang)
     assert tech_log.unexpected() == []
     ctx.close()
