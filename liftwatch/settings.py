@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     max_advised_interval_days: int = Field(15, ge=1, le=90, description="longest advisory half-monthly interval (on-demand maintenance); 15 = statutory")
     frequent_fault_threshold: int = Field(10, ge=1, description="raised events of one code in 30 days that make frequent_faults")
     api_pool_size: int = Field(10, ge=1, description="database connections of the API process")
+    web_session_minutes: int = Field(
+        480, ge=5, le=7 * 24 * 60,
+        description="lifetime of a web page login (HttpOnly cookie); a working shift, not the 15-minute API token")
+    display_tz: str = Field("Asia/Shanghai", description="time zone the web pages show times in")
+    web_alert_refresh_s: float = Field(30.0, gt=0, description="how often the dashboard re-reads the alerts")
+    public_base_url: str | None = Field(
+        None, description="the address printed in QR codes (https://lifts.example.gov.cn); "
+                          "unset = the address the request came to")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="browser origins (scheme://host[:port], comma-separated or a JSON list) allowed to call "
@@ -128,6 +136,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"LIFTWATCH_CORS_ORIGINS takes origins like https://app.example.com "
                                  f"(no path, no trailing slash, no '*'), got {bad!r}")
         return v
+
+    @field_validator("display_tz")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"LIFTWATCH_DISPLAY_TZ must be an IANA time zone like Asia/Shanghai, got {v!r}") from None
+        return v
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", v):
+            raise ValueError(f"LIFTWATCH_PUBLIC_BASE_URL must be like https://lifts.example.org, got {v!r}")
+        return v.rstrip("/")
 
     @field_validator("mqtt_url")
     @classmethod

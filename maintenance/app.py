@@ -19,9 +19,11 @@ from maintenance import (
     routes_alerts,
     routes_audit,
     routes_hazards,
+    routes_insights,
     routes_registry,
     routes_workorders,
     security,
+    web,
 )
 from maintenance.throttle import LoginThrottle
 
@@ -105,6 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_hazards.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_insights.router)
+    web.install(app)  # the pages; after the API routers, and after errors.install (it wraps its handlers)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability")
     def healthz() -> dict:

@@ -47,9 +47,10 @@ def verify_user_password(conn: psycopg.Connection, user_id: int, password: str) 
     return check_password(row["password_hash"], password)
 
 
-def issue_token(settings: Settings, user_id: int, role: str) -> str:
+def issue_token(settings: Settings, user_id: int, role: str, *, minutes: int | None = None) -> str:
     now = datetime.now(UTC)
-    claims = {"sub": str(user_id), "role": role, "iat": now, "exp": now + timedelta(minutes=settings.access_token_minutes)}
+    lifetime = timedelta(minutes=minutes or settings.access_token_minutes)
+    claims = {"sub": str(user_id), "role": role, "iat": now, "exp": now + lifetime}
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
@@ -79,26 +80,34 @@ def login_throttle(request: Request) -> LoginThrottle:
                                              "see Retry-After"}})
 def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, conn: ConnDep,
           settings: SettingsDep, throttle: Annotated[LoginThrottle, Depends(login_throttle)]) -> Token:
+    row = authenticate(conn, request, throttle, form.username, form.password)
+    return Token(access_token=issue_token(settings, row["user_id"], row["role"]),
+                 expires_in=settings.access_token_minutes * 60)
+
+
+def authenticate(conn: psycopg.Connection, request: Request, throttle: LoginThrottle, username: str,
+                 password: str) -> dict:
+    """Check a username and password under the login throttle, auditing every outcome; the
+    user's row ({user_id, role}) or ApiError 401/429. Shared by the API and the login page."""
     ip = request.client.host if request.client else "unknown"
-    wait = throttle.attempt(form.username, ip)
+    wait = throttle.attempt(username, ip)
     if wait:
-        audit.record(conn, request, form.username, "login_throttled", detail={"retry_after_s": wait})
+        audit.record(conn, request, username, "login_throttled", detail={"retry_after_s": wait})
         raise ApiError(429, "throttled", f"too many failed logins; try again in {wait} s",
                        headers={"Retry-After": str(wait)})
     row = conn.execute(
         """SELECT us.user_id, us.password_hash, p.role FROM users us JOIN people p USING (person_id)
             WHERE us.username = %s AND us.active AND p.active""",
-        (form.username,),
+        (username,),
     ).fetchone()
-    ok = check_password(row["password_hash"] if row else _DUMMY_HASH, form.password)
+    ok = check_password(row["password_hash"] if row else _DUMMY_HASH, password)
     if not row or not ok:
-        audit.record(conn, request, form.username, "login_failed",
+        audit.record(conn, request, username, "login_failed",
                      detail={"reason": "wrong_password" if row else "unknown_user"})
         raise ApiError(401, "invalid_credentials", "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
-    throttle.succeeded(form.username, ip)
-    audit.record(conn, request, form.username, "login_ok", detail={"user_id": row["user_id"]})
-    return Token(access_token=issue_token(settings, row["user_id"], row["role"]),
-                 expires_in=settings.access_token_minutes * 60)
+    throttle.succeeded(username, ip)
+    audit.record(conn, request, username, "login_ok", detail={"user_id": row["user_id"]})
+    return {"user_id": row["user_id"], "role": row["role"]}
 
 
 @router.get("/me", response_model=Me, summary="Who am I")

@@ -8,7 +8,7 @@ outside a user's scope is indistinguishable from one that does not exist (404).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from liftwatch.settings import Settings
 from maintenance.errors import ApiError
+from maintenance.websession import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_ok
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -97,31 +98,45 @@ def _load_user(conn: psycopg.Connection, user_id: int) -> User | None:
     return User(**row) if row else None
 
 
-def current_user(conn: ConnDep, settings: SettingsDep,
-                 token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-    unauthorized = ApiError(401, "not_authenticated", "log in first (POST /api/v1/auth/token)",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if not token:
-        raise unauthorized
+def user_from_token(conn: psycopg.Connection, settings: Settings, token: str) -> User | None:
+    """The active user a signed, unexpired access token names, or None."""
     try:
         claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"],
                             options={"require": ["exp", "sub", "iat"]})
         user_id = int(claims["sub"])
     except (jwt.PyJWTError, ValueError):
-        raise unauthorized from None
-    user = _load_user(conn, user_id)
+        return None
+    return _load_user(conn, user_id)
+
+
+def current_user(request: Request, conn: ConnDep, settings: SettingsDep,
+                 token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    """The caller, from a Bearer token or else the web pages' session cookie (then a request that
+    changes something must also carry the session's CSRF token, see websession.py)."""
+    unauthorized = ApiError(401, "not_authenticated", "log in first (POST /api/v1/auth/token)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    cookie = None if token else request.cookies.get(SESSION_COOKIE)
+    token = token or cookie
+    if not token:
+        raise unauthorized
+    user = user_from_token(conn, settings, token)
     if user is None:
         raise unauthorized
+    if cookie and request.method not in SAFE_METHODS and not csrf_ok(
+            settings.jwt_secret, cookie, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "csrf", f"a request with the session cookie needs the {CSRF_HEADER} header "
+                                    "of the page it came from; reload the page")
     return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def require(*roles: str):
-    """A dependency admitting only the given roles (403 otherwise)."""
+def require(*roles: str, who: Callable[..., User] = current_user):
+    """A dependency admitting only the given roles (403 otherwise); `who` finds the user (the
+    API's current_user, or the pages' cookie-only page_user)."""
 
-    def check(user: CurrentUser) -> User:
+    def check(user: User = Depends(who)) -> User:  # noqa: B008 - a dependency chosen at run time
         if user.role not in roles:
             raise ApiError(403, "forbidden", f"this needs one of the roles: {', '.join(roles)}")
         return user

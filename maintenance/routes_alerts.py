@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from maintenance import audit
@@ -43,13 +43,21 @@ class AlertPublic(BaseModel):
 # registry, and their count(*) does not touch units at all; any other scope names a column of
 # u, which turns the join back into an inner one
 _FROM = "FROM alerts a LEFT JOIN units u ON u.unit_id = a.unit_id"
+_ORDER = {
+    "newest": "a.opened_at DESC, a.alert_id DESC",
+    "priority": "a.status = 'open' DESC, a.kind = 'maintenance_overdue' DESC, "
+                "array_position(ARRAY['critical', 'warning', 'info'], a.severity), a.opened_at DESC, a.alert_id DESC",
+}
 
 
 @router.get("/alerts", response_model=list[AlertPublic])
 def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDep,
                 status: Literal["open", "resolved", "all"] = "open", kind: AlertKind | None = None,
                 severity: Literal["info", "warning", "critical"] | None = None, unit_id: str | None = None,
-                acknowledged: bool | None = None) -> list[dict]:
+                acknowledged: bool | None = None,
+                order: Annotated[Literal["newest", "priority"], Query(
+                    description="newest first, or priority: overdue maintenance first, then by severity")] = "newest",
+                ) -> list[dict]:
     cond, params = user.scope.unit_filter("u")
     where, args = [cond], list(params)
     for col, val in (("a.status", None if status == "all" else status), ("a.kind", kind),
@@ -60,7 +68,7 @@ def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDe
     if acknowledged is not None:
         where.append("a.acknowledged_at IS NOT NULL" if acknowledged else "a.acknowledged_at IS NULL")
     return fetch_page(conn, response, select="a.*", from_where=f"{_FROM} WHERE {' AND '.join(where)}",
-                      params=args, order_by="a.opened_at DESC, a.alert_id DESC", pg=pg)
+                      params=args, order_by=_ORDER[order], pg=pg)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,

@@ -93,6 +93,8 @@ sleep 2
 cat <<MSG
 
 Liftwatch demo is running.
+  dashboard        http://127.0.0.1:${LIFTWATCH_API_PORT}/dashboard   (log in as supervisor / ${DEMO_PASSWORD}; ?lang=en for English)
+  public QR page   http://127.0.0.1:${LIFTWATCH_API_PORT}/u/SIM-00001   (no login; the car's notice: /u/SIM-00001/notice)
   API + OpenAPI    http://127.0.0.1:${LIFTWATCH_API_PORT}/docs   (log in as supervisor / ${DEMO_PASSWORD})
   unit status      curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:${LIFTWATCH_API_PORT}/api/v1/units/SIM-00001/status
   metrics          http://127.0.0.1:${LIFTWATCH_METRICS_PORT}/metrics

@@ -16,8 +16,11 @@ ARCHIVE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # Debian packages the Liftwatch test suite needs besides TimescaleDB:
 # mosquitto (broker) + mosquitto-clients (mosquitto_pub/mosquitto_sub) for
 # the MQTT tests, docker-compose to validate docker-compose.yml with
-# `docker-compose config -q` (no container engine needed).
-PROJECT_SUPPORT_PACKAGES=(mosquitto mosquitto-clients docker-compose)
+# `docker-compose config -q` (no container engine needed), chromium for the
+# browser tests of the web pages (driven by Playwright's Python package through
+# /usr/bin/chromium; `playwright install` is never used) and a CJK font so
+# that the pages' Chinese renders in its screenshots.
+PROJECT_SUPPORT_PACKAGES=(mosquitto mosquitto-clients docker-compose chromium fonts-wqy-microhei)
 
 usage() {
 	cat <<'EOF'
@@ -52,7 +55,8 @@ Environment:
 What it changes on the machine (needs root; uses sudo when not root):
   * apt-get install (only when missing): cmake, build-essential, xz-utils,
     libssl-dev, postgresql-server-dev-<major>, and the project support
-    packages mosquitto, mosquitto-clients, docker-compose. `apt-get update`
+    packages mosquitto, mosquitto-clients, docker-compose, chromium,
+    fonts-wqy-microhei. `apt-get update`
     runs only when a missing package has no install candidate.
   * Fetches the trixie source package with a PRIVATE apt configuration (one
     deb-src line + private lists/cache in the cache directory); the machine's

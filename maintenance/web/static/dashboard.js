@@ -1,0 +1,118 @@
+// Dashboard: acknowledge without a reload, re-read the open alerts every few seconds, and
+// switch the map's colouring between risk grade and status.
+'use strict';
+(() => {
+  const table = document.getElementById('alerts');
+  const tbody = table.tBodies[0];
+  const form = document.getElementById('alert-filters');
+  const updated = document.getElementById('alerts-updated');
+  const ackError = document.getElementById('ack-error');
+  const count = document.getElementById('alerts-count');
+  const canAck = table.dataset.canAck === '1';
+  let busy = false;
+  // the column names, for the narrow layout where each row is a card (CSS shows data-label)
+  const labels = [...table.tHead.rows[0].cells].map((th) => th.textContent);
+
+  function cell(text, cls) {
+    const td = document.createElement('td');
+    if (cls) td.className = cls;
+    if (text !== undefined) td.textContent = text;
+    return td;
+  }
+
+  function ackCell(a) {
+    const td = cell(undefined, 'ack');
+    if (a.acknowledged_at) {
+      td.textContent = LW.t('acknowledged_by', {who: a.acknowledged_by, t: LW.time(a.acknowledged_at)});
+    } else if (canAck) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = LW.t('acknowledge');
+      b.addEventListener('click', () => acknowledge(a.alert_id, td));
+      td.append(b);
+    } else {
+      td.textContent = '—';
+    }
+    return td;
+  }
+
+  function row(a) {
+    const tr = document.createElement('tr');
+    tr.dataset.alertId = a.alert_id;
+    tr.className = 'sev-row-' + a.severity;
+    const unit = cell();
+    const link = document.createElement('a');
+    link.href = '/units/' + encodeURIComponent(a.unit_id);
+    link.textContent = a.unit_id;
+    unit.append(link);
+    const sev = cell();
+    const badge = document.createElement('span');
+    badge.className = 'sev sev-' + a.severity;
+    badge.textContent = LW.t('sev_' + a.severity);
+    sev.append(badge);
+    tr.append(unit, cell(LW.t('kind_' + a.kind)), sev, cell(a.reason, 'reason'), cell(LW.time(a.opened_at)), ackCell(a));
+    [...tr.cells].forEach((td, i) => { td.dataset.label = labels[i]; });
+    return tr;
+  }
+
+  async function acknowledge(id, td) {
+    LW.show(ackError, '');
+    try {
+      const a = await LW.api('POST', '/api/v1/alerts/' + id + '/acknowledge');
+      const fresh = ackCell(a);
+      fresh.dataset.label = td.dataset.label;
+      td.replaceWith(fresh);
+    } catch (e) {
+      LW.show(ackError, LW.t('ack_failed', {e: e.message}));
+      if (e.code === 'already_acknowledged') refresh();
+    }
+  }
+
+  async function refresh() {
+    if (busy || document.hidden) return;
+    busy = true;
+    const q = new URLSearchParams({status: 'open', order: 'priority', limit: table.dataset.limit});
+    for (const [k, v] of new FormData(form)) {
+      if (!v) continue;
+      if (k === 'ack') q.set('acknowledged', v === 'yes' ? 'true' : 'false'); else q.set(k, v);
+    }
+    try {
+      const alerts = await LW.api('GET', '/api/v1/alerts?' + q);
+      const rows = alerts.map(row);
+      if (!rows.length) {
+        const tr = document.createElement('tr');
+        tr.className = 'empty';
+        const td = cell(LW.t('alerts_none'));
+        td.colSpan = 6;
+        tr.append(td);
+        rows.push(tr);
+      }
+      tbody.replaceChildren(...rows);
+      count.textContent = LW.t('alerts_shown', {n: alerts.length, total: alerts.total ?? alerts.length});
+      updated.textContent = LW.t('alerts_updated', {t: LW.time(new Date().toISOString())});
+    } catch (e) {
+      updated.textContent = e.message;
+    } finally {
+      busy = false;
+    }
+  }
+
+  // the server-rendered buttons are forms (they work without JavaScript); take them over
+  for (const f of document.querySelectorAll('form.ack-form')) {
+    f.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      acknowledge(f.dataset.alertId, f.closest('td'));
+    });
+  }
+  setInterval(refresh, Number(table.dataset.refreshMs) || 30000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
+
+  const map = document.getElementById('unit-map');
+  const colour = document.getElementById('map-colour');
+  if (map && colour) {
+    colour.addEventListener('change', (ev) => {
+      map.dataset.colour = ev.target.value;
+      map.closest('figure').dataset.colour = ev.target.value;
+    });
+  }
+})();
