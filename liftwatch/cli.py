@@ -278,11 +278,11 @@ def api_cmd(host: str | None, port: int | None) -> None:
     """Serve the JSON API (/api/v1, OpenAPI docs at /docs) and the web pages."""
     import uvicorn
 
-    from maintenance.app import create_app
+    from maintenance.app import SERVER_OPTIONS, create_app
 
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_config=None, proxy_headers=False)
+                **SERVER_OPTIONS)
 
 
 @cli.group()

@@ -6,6 +6,7 @@ override the environment first and call `get_settings.cache_clear()`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="the address printed in QR codes (https://lifts.example.gov.cn); "
                           "unset = the address the request came to")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or networks (comma-separated) of reverse proxies whose X-Forwarded-For/-Proto "
+                    "the API believes; empty (the default) uses the TCP peer, so clients cannot spoof their "
+                    "address past the login throttle and the audit log")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="browser origins (scheme://host[:port], comma-separated or a JSON list) allowed to call "
@@ -122,6 +128,22 @@ class Settings(BaseSettings):
         scheme = urlsplit(v).scheme
         if scheme not in ("postgresql", "postgres"):
             raise ValueError(f"LIFTWATCH_DATABASE_URL must be a postgresql:// DSN, got scheme {scheme!r}")
+        return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"LIFTWATCH_TRUSTED_PROXIES: {p!r} is not an IP address or network "
+                                 "(trusting every peer, '*', would let any client forge its address)") from None
         return v
 
     @field_validator("cors_origins", mode="before")

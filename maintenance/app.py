@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import ConnectionPool
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from liftwatch import __version__
 from liftwatch.settings import Settings
@@ -81,6 +82,12 @@ class _TooLarge(Exception):
     pass
 
 
+# uvicorn's own options for serving this app (the CLI and the tests' live server): its proxy
+# headers are off because the app applies them itself, from LIFTWATCH_TRUSTED_PROXIES only
+# (uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default)
+SERVER_OPTIONS = {"proxy_headers": False, "log_config": None}
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app; the connection pool opens with the app's lifespan."""
 
@@ -122,5 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"],
                            expose_headers=["X-Total-Count", "Retry-After"], max_age=600)
+    if settings.trusted_proxies:  # outermost but for the headers: the peer is rewritten before anything reads it
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     security.wrap_app(app)
     return app

@@ -25,7 +25,7 @@ import psycopg
 import uvicorn
 
 from liftwatch.settings import Settings
-from maintenance.app import create_app
+from maintenance.app import SERVER_OPTIONS, create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,8 +47,8 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_config=None,
-                                lifespan="on", access_log=False)
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, lifespan="on",
+                                access_log=False, **SERVER_OPTIONS)  # as `liftwatch api` serves it
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -277,3 +277,32 @@ def test_an_oversize_body_is_refused(world: World) -> None:
     r = world.client.post("/api/v1/hazards", headers={**world.h("uu1"), "Content-Type": "application/json"},
                           content=iter([b"{" + b" " * 200_000, b" " * 200_000 + b"}"]))
     assert r.status_code == 413
+
+
+# --- reverse proxies ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("trusted", [[], ["127.0.0.1"]])
+def test_forwarded_address_is_believed_only_from_a_trusted_proxy(db_url: str, trusted: list[str]) -> None:
+    """Behind a proxy every login comes from the proxy's address; trusting X-Forwarded-For from
+    anyone else would let a client pick a fresh address per attempt and walk past the throttle."""
+    import httpx
+    from browser_support import LiveServer
+
+    world, _ = build_world(db_url)
+    server = LiveServer(Settings(database_url=db_url, trusted_proxies=trusted)).start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            r = client.post("/api/v1/auth/token", data={"username": "tech1", "password": "wrong-password-1"},
+                            headers={"X-Forwarded-For": "203.0.113.7"})
+            assert r.status_code == 401
+    finally:
+        server.stop()
+    [row] = world.sql("SELECT host(client_ip) AS ip FROM audit_log WHERE action = 'login_failed'")
+    assert row["ip"] == ("203.0.113.7" if trusted else "127.0.0.1")
+
+
+def test_trusting_every_peer_is_refused() -> None:
+    for bad in ("*", "proxy.example", "10.0.0.0/33"):
+        with pytest.raises(ValidationError, match="TRUSTED_PROXIES"):
+            Settings(trusted_proxies=bad)
+    assert Settings(trusted_proxies="10.0.0.1, 192.168.0.0/16").trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
