@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="browser origins (scheme://host[:port], comma-separated or a JSON list) allowed to call "
                     "the API cross-origin; empty (the default) sends no CORS headers at all")
 
+    @property
+    def offline_after_s(self) -> float:
+        """One cutoff for 'online' everywhere: the offline alert, unit status, KPIs, map, public page."""
+        return self.offline_after_min * 60
+
     @field_validator("database_url")
     @classmethod
     def _check_dsn(cls, v: str) -> str:

@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 
 from maintenance.deps import Scope
-from maintenance.routes_registry import OFFLINE_AFTER_S
 
 KPI_NAMES = ("registration", "inspection", "maintenance", "hazards", "online")
 MAINTENANCE_WINDOW_DAYS = 30  # maintenance on-time rate: orders due in the last 30 days (and any still late)
@@ -30,7 +29,7 @@ def _rate(num: int, den: int) -> float | None:
     return round(100.0 * num / den, 1) if den else None
 
 
-def kpis(conn: psycopg.Connection, scope: Scope) -> dict[str, dict[str, Any]]:
+def kpis(conn: psycopg.Connection, scope: Scope, *, offline_after_s: float) -> dict[str, dict[str, Any]]:
     """The five dashboard tiles: numerator, denominator and rate (None when nothing counts)."""
     cond, params = _scoped(scope)
     u = conn.execute(
@@ -41,7 +40,7 @@ def kpis(conn: psycopg.Connection, scope: Scope) -> dict[str, dict[str, Any]]:
                    count(*) FILTER (WHERE u.status = 'in_service'
                                       AND s.last_time > now() - make_interval(secs => %s)) AS online
               FROM units u LEFT JOIN unit_ingest_state s USING (unit_id) WHERE {cond}""",  # noqa: S608
-        (OFFLINE_AFTER_S, *params)).fetchone()
+        (offline_after_s, *params)).fetchone()
     m = conn.execute(
         f"""SELECT count(*) AS due, count(*) FILTER (WHERE w.signed_at IS NOT NULL AND w.signed_at::date <= w.due_on)
                    AS on_time
@@ -92,7 +91,8 @@ _KPI_LISTS = {
 }
 
 
-def kpi_list(conn: psycopg.Connection, scope: Scope, name: str, *, limit: int = 500) -> list[dict[str, Any]]:
+def kpi_list(conn: psycopg.Connection, scope: Scope, name: str, *, offline_after_s: float,
+             limit: int = 500) -> list[dict[str, Any]]:
     """The rows behind one KPI: what keeps it from 100 % (for hazards: the open ones)."""
     cond, params = _scoped(scope)
     sql, order = _KPI_LISTS[name]
@@ -100,7 +100,7 @@ def kpi_list(conn: psycopg.Connection, scope: Scope, name: str, *, limit: int = 
     if name == "maintenance":
         args = (*params, MAINTENANCE_WINDOW_DAYS)
     elif name == "online":
-        args = (*params, OFFLINE_AFTER_S)
+        args = (*params, offline_after_s)
     query = sql.format(cols=_UNIT_COLS, cond=cond, window=_MAINTENANCE_WINDOW) + " ORDER BY " + order
     return conn.execute(query + " LIMIT %s", (*args, limit)).fetchall()
 
@@ -118,10 +118,11 @@ SELECT u.unit_id, u.status, s.name AS site_name, s.lat, s.lon, a.risk_grade,
  ORDER BY u.unit_id LIMIT %s"""
 
 
-def map_points(conn: psycopg.Connection, scope: Scope, *, limit: int = 20_000) -> list[dict[str, Any]]:
+def map_points(conn: psycopg.Connection, scope: Scope, *, offline_after_s: float,
+               limit: int = 20_000) -> list[dict[str, Any]]:
     """Units with a position, their risk grade and a one-word state for colouring."""
     cond, params = _scoped(scope)
-    rows = conn.execute(_MAP_SQL.format(cond=cond), (OFFLINE_AFTER_S, *params, limit)).fetchall()
+    rows = conn.execute(_MAP_SQL.format(cond=cond), (offline_after_s, *params, limit)).fetchall()
     for r in rows:
         r["state"] = unit_state(r["status"], r["online"], r["worst_alert"])
     return rows
@@ -230,9 +231,9 @@ SELECT u.unit_id, u.registration_code, u.kind, u.status, u.next_inspection_due, 
  WHERE u.unit_id = %s"""
 
 
-def public_unit(conn: psycopg.Connection, unit_id: str) -> dict[str, Any] | None:
+def public_unit(conn: psycopg.Connection, unit_id: str, *, offline_after_s: float) -> dict[str, Any] | None:
     """What the notice in the car shows anyone: no people, no alert reasons, no telemetry detail."""
-    row = conn.execute(_PUBLIC_SQL, (OFFLINE_AFTER_S, unit_id)).fetchone()
+    row = conn.execute(_PUBLIC_SQL, (offline_after_s, unit_id)).fetchone()
     if row is None:
         return None
     row["live"] = live_state(row)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from maintenance import insights
-from maintenance.deps import ConnDep, CurrentUser
+from maintenance.deps import ConnDep, CurrentUser, SettingsDep
 from maintenance.errors import not_found
 from maintenance.routes_registry import _get_unit
 
@@ -60,20 +60,20 @@ class PublicUnit(BaseModel):
 
 @router.get("/kpis", response_model=Kpis, summary="Registration, inspection and maintenance on-time rates, "
             "open hazards and units online, over the units in your scope")
-def get_kpis(user: CurrentUser, conn: ConnDep) -> dict:
-    return insights.kpis(conn, user.scope)
+def get_kpis(user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> dict:
+    return insights.kpis(conn, user.scope, offline_after_s=settings.offline_after_s)
 
 
 @router.get("/kpis/{name}", summary="The rows behind one KPI (what keeps it from 100 %; open hazards)")
-def get_kpi_list(name: KpiName, user: CurrentUser, conn: ConnDep,
+def get_kpi_list(name: KpiName, user: CurrentUser, conn: ConnDep, settings: SettingsDep,
                  limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
-    return insights.kpi_list(conn, user.scope, name, limit=limit)
+    return insights.kpi_list(conn, user.scope, name, offline_after_s=settings.offline_after_s, limit=limit)
 
 
 @router.get("/map", summary="Units with a position, risk grade and state (ok, warning, critical, offline, "
             "out_of_service)")
-def get_map(user: CurrentUser, conn: ConnDep) -> list[dict[str, Any]]:
-    return insights.map_points(conn, user.scope)
+def get_map(user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    return insights.map_points(conn, user.scope, offline_after_s=settings.offline_after_s)
 
 
 @router.get("/scorecards", summary="Maintenance-company scorecards per month (company_monthly_scorecards)")
@@ -110,8 +110,8 @@ def get_history(unit_id: str, user: CurrentUser, conn: ConnDep,
 @router.get("/public/units/{unit_id}", response_model=PublicUnit, tags=["public"],
             summary="What the notice in the car shows: maintenance and inspection dates, company, live status "
                     "(no login)")
-def get_public_unit(unit_id: str, conn: ConnDep) -> dict:
-    row = insights.public_unit(conn, unit_id)
+def get_public_unit(unit_id: str, conn: ConnDep, settings: SettingsDep) -> dict:
+    row = insights.public_unit(conn, unit_id, offline_after_s=settings.offline_after_s)
     if row is None:
         raise not_found(f"unit {unit_id}")
     return row

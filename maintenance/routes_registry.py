@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from maintenance import audit
 from maintenance.checklist import PLAN_KINDS
-from maintenance.deps import ConnDep, CurrentUser, User, require
+from maintenance.deps import ConnDep, CurrentUser, SettingsDep, User, require
 from maintenance.errors import ApiError, not_found
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 Strict = ConfigDict(extra="forbid")  # unknown fields are refused (422), never silently ignored
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-OFFLINE_AFTER_S = 15 * 60  # no sample for 15 min = offline (devices sample every 10-30 s)
 INSPECTION_DUE_SOON_DAYS = 30  # the certificate runs out within a month: book the inspector
 CompanyKind = Literal["maintenance", "user_unit", "manufacturer"]
 UnitKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
@@ -620,7 +619,7 @@ _LAST_DONE = """SELECT DISTINCT ON (kind) kind, work_order_id, status, signed_at
 
 @router.get("/units/{unit_id}/status", response_model=UnitStatus,
             summary="Last sample, online, open alerts, maintenance due and done, inspection validity, hazards")
-def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep) -> dict:
+def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> dict:
     unit = _get_unit(conn, user, unit_id)
     clock = conn.execute("SELECT now() AS now, current_date AS today").fetchone()
     now, today = clock["now"], clock["today"]
@@ -649,7 +648,7 @@ def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep) -> dict:
     hazards = conn.execute("SELECT count(*) AS n FROM hazards WHERE unit_id = %s AND status <> 'closed'",
                            (unit_id,)).fetchone()["n"]
     return {"unit_id": unit_id, "status": unit["status"], "as_of": now,
-            "online": last_seen is not None and (now - last_seen).total_seconds() <= OFFLINE_AFTER_S,
+            "online": last_seen is not None and (now - last_seen).total_seconds() <= settings.offline_after_s,
             "last_seen_at": last_seen, "last_sample": sample, "open_alerts": alerts, "maintenance": maintenance,
             "inspection": inspection_state(unit["last_inspection_on"], unit["next_inspection_due"], today),
             "open_hazards": hazards}

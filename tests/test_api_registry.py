@@ -8,6 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from api_support import World, build_world
+from fastapi.testclient import TestClient
+
+from liftwatch.settings import Settings
+from maintenance.app import create_app
 
 
 @pytest.fixture()
@@ -291,3 +295,20 @@ def test_unit_status_brings_telemetry_alerts_maintenance_inspection_and_hazards(
     assert c.get("/api/v1/units/ES-1/status", headers=world.h("tech1")).json()["online"] is True
     _err(c.get("/api/v1/units/EL-2/status", headers=world.h("tech1")), 404, None)
     _err(c.get("/api/v1/units/NOPE/status", headers=admin), 404, None)
+
+
+def test_online_follows_the_offline_setting_everywhere(db_url: str) -> None:
+    """Unit status, the KPI tile, the map and the public page use LIFTWATCH_OFFLINE_AFTER_MIN, the
+    cutoff of the analytics offline alert (they once had a fixed 15 minutes of their own)."""
+    world, _ = build_world(db_url)
+    seen = datetime.now(UTC) - timedelta(minutes=5)
+    _telemetry(world, "EL-1", 1, seen, floor=3, mode="normal")
+    world.sql("INSERT INTO unit_ingest_state (unit_id, next_seq, last_time) VALUES ('EL-1', 2, %s)", (seen,))
+    for minutes, online in ((15, True), (3, False)):
+        world.client = TestClient(create_app(Settings(database_url=db_url, offline_after_min=minutes)))
+        with world.client as c:
+            h = world.h("super")
+            assert c.get("/api/v1/units/EL-1/status", headers=h).json()["online"] is online
+            assert c.get("/api/v1/kpis", headers=h).json()["online"]["value"] == int(online)
+            assert {p["unit_id"]: p["online"] for p in c.get("/api/v1/map", headers=h).json()}["EL-1"] is online
+            assert c.get("/api/v1/public/units/EL-1").json()["live"] == ("normal" if online else "offline")

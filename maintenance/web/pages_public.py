@@ -40,8 +40,8 @@ def qr_svg(request: Request, unit_id: str, scale: int = 6) -> Markup:
         scale=scale, title=f"QR {unit_id}", svgclass="qr", lineclass="qr-line"))
 
 
-def _unit_or_404(conn, unit_id: str) -> dict:
-    unit = public_unit(conn, unit_id)
+def _unit_or_404(request: Request, conn, unit_id: str) -> dict:
+    unit = public_unit(conn, unit_id, offline_after_s=request.app.state.settings.offline_after_s)
     if unit is None:
         raise not_found(f"unit {unit_id}")
     return unit
@@ -59,7 +59,7 @@ def _page(request: Request, conn, unit: dict, *, status: int = 200, receipt: int
 @router.get("/u/{unit_id}")
 def public_page(unit_id: str, request: Request, conn: ConnDep,
                 reported: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
-    unit = _unit_or_404(conn, unit_id)
+    unit = _unit_or_404(request, conn, unit_id)
     receipt = None
     if reported is not None and conn.execute(
             "SELECT 1 FROM hazards WHERE hazard_id = %s AND unit_id = %s AND source = 'public' "
@@ -72,7 +72,7 @@ def public_page(unit_id: str, request: Request, conn: ConnDep,
 async def public_report_form(unit_id: str, request: Request, conn: ConnDep,
                              limiter: Annotated[PublicLimiter, Depends(public_limiter)]) -> Response:
     """The problem report without JavaScript: the JSON API's validation, limiter and insert."""
-    unit = _unit_or_404(conn, unit_id)
+    unit = _unit_or_404(request, conn, unit_id)
     raw = await request.form()
     form = {k: str(raw.get(k) or "") for k in ("description", "contact")}
     try:
@@ -95,7 +95,7 @@ async def public_report_form(unit_id: str, request: Request, conn: ConnDep,
 
 @router.get("/u/{unit_id}/qr.svg")
 def qr_svg_file(unit_id: str, request: Request, conn: ConnDep) -> Response:
-    _unit_or_404(conn, unit_id)
+    _unit_or_404(request, conn, unit_id)
     buf = io.BytesIO()
     segno.make(public_url(request, unit_id), error=QR_ERROR).save(buf, kind="svg", scale=8, border=4)
     return Response(buf.getvalue(), media_type="image/svg+xml")
@@ -103,7 +103,7 @@ def qr_svg_file(unit_id: str, request: Request, conn: ConnDep) -> Response:
 
 @router.get("/u/{unit_id}/qr.png")
 def qr_png_file(unit_id: str, request: Request, conn: ConnDep) -> Response:
-    _unit_or_404(conn, unit_id)
+    _unit_or_404(request, conn, unit_id)
     buf = io.BytesIO()
     segno.make(public_url(request, unit_id), error=QR_ERROR).save(buf, kind="png", scale=QR_PNG_SCALE, border=4)
     return Response(buf.getvalue(), media_type="image/png")
@@ -111,7 +111,7 @@ def qr_png_file(unit_id: str, request: Request, conn: ConnDep) -> Response:
 
 @router.get("/u/{unit_id}/notice")
 def notice(unit_id: str, request: Request, conn: ConnDep) -> Response:
-    unit = _unit_or_404(conn, unit_id)
+    unit = _unit_or_404(request, conn, unit_id)
     return render(request, "notices.html", title=unit["unit_id"], site=None,
                   notices=[(unit, qr_svg(request, unit_id), public_url(request, unit_id))])
 
@@ -123,5 +123,6 @@ def site_notices(site_id: str, request: Request, user: PageUser, conn: ConnDep) 
     ids = [r["unit_id"] for r in conn.execute(
         f"SELECT u.unit_id FROM units u WHERE u.site_id = %s AND u.status <> 'decommissioned' AND {cond} "  # noqa: S608
         "ORDER BY u.unit_id", (site_id, *params)).fetchall()]
-    notices = [(public_unit(conn, i), qr_svg(request, i), public_url(request, i)) for i in ids]
+    offline_s = request.app.state.settings.offline_after_s
+    notices = [(public_unit(conn, i, offline_after_s=offline_s), qr_svg(request, i), public_url(request, i)) for i in ids]
     return render(request, "notices.html", user=user, title=site["name"], site=site, notices=notices)

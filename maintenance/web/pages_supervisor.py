@@ -55,7 +55,8 @@ def dashboard(request: Request, user: StaffUser, conn: ConnDep,
               ack: Annotated[Literal["", "yes", "no"], Query()] = "") -> Response:
     t = translator(lang_of(request))
     alerts, total = _alerts(user, conn, kind=kind or None, severity=severity or None, ack=ack)
-    points = insights.map_points(conn, user.scope)
+    offline_s = request.app.state.settings.offline_after_s
+    points = insights.map_points(conn, user.scope, offline_after_s=offline_s)
 
     def describe(p: dict) -> str:
         grade = p["risk_grade"] or t("grade_none")
@@ -63,7 +64,7 @@ def dashboard(request: Request, user: StaffUser, conn: ConnDep,
 
     svg, binned = charts.distribution_map(points, t("map"), describe)
     settings = request.app.state.settings
-    return render(request, "dashboard.html", user=user, kpis=insights.kpis(conn, user.scope), alerts=alerts,
+    return render(request, "dashboard.html", user=user, kpis=insights.kpis(conn, user.scope, offline_after_s=offline_s), alerts=alerts,
                   total=total, matrix=_matrix(conn, user), kinds=ALERT_KINDS, severities=SEVERITIES,
                   f_kind=kind, f_severity=severity, f_ack=ack, map_svg=svg, map_binned=binned,
                   map_count=len(points), refresh_ms=int(settings.web_alert_refresh_s * 1000),
@@ -81,15 +82,17 @@ async def acknowledge_form(alert_id: int, request: Request, user: StaffUser, con
 @router.get("/kpi/{name}")
 def kpi_page(name: Literal["registration", "inspection", "maintenance", "hazards", "online"], request: Request,
              user: StaffUser, conn: ConnDep) -> Response:
-    return render(request, "kpi.html", user=user, name=name, kpi=insights.kpis(conn, user.scope)[name],
-                  rows=insights.kpi_list(conn, user.scope, name))
+    offline_s = request.app.state.settings.offline_after_s
+    return render(request, "kpi.html", user=user, name=name,
+                  kpi=insights.kpis(conn, user.scope, offline_after_s=offline_s)[name],
+                  rows=insights.kpi_list(conn, user.scope, name, offline_after_s=offline_s))
 
 
 @router.get("/units/{unit_id}")
 def unit_page(unit_id: str, request: Request, user: PageUser, conn: ConnDep) -> Response:
     t = translator(lang_of(request))
     unit = _get_unit(conn, user, unit_id)
-    status = unit_status(unit_id, user, conn)
+    status = unit_status(unit_id, user, conn, request.app.state.settings)
     days = insights.series(conn, unit_id, bucket="day", since_days=30)
     for r in days:
         r["trips"] = r["trips"] or 0
