@@ -22,6 +22,7 @@ from maintenance import (
     routes_hazards,
     routes_insights,
     routes_registry,
+    routes_status,
     routes_workorders,
     security,
     web,
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(routes_workorders.router)
     app.include_router(routes_registry.router)
+    app.include_router(routes_status.router)
     app.include_router(routes_hazards.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_audit.router)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from maintenance import audit
 from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
-from maintenance.routes_registry import PageDep, fetch_page
+from maintenance.paging import PageDep, fetch_page
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 AlertKind = Literal["maintenance_overdue", "maintenance_due_soon", "countersign_missing", "unverified_visit",

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from maintenance.audit import clean_text
 from maintenance.deps import ConnDep, User, require
-from maintenance.routes_registry import PageDep, fetch_page
+from maintenance.paging import PageDep, fetch_page
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 

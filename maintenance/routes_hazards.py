@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from maintenance import audit
 from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
-from maintenance.routes_registry import PageDep, fetch_page
+from maintenance.paging import PageDep, fetch_page
 
 router = APIRouter(prefix="/api/v1", tags=["hazards"])
 Strict = ConfigDict(extra="forbid")  # status, reported_by, assigned_to ... cannot be sent

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from maintenance import insights
 from maintenance.deps import ConnDep, CurrentUser, SettingsDep
 from maintenance.errors import not_found
-from maintenance.routes_registry import _get_unit
+from maintenance.routes_registry import unit_in_scope
 
 router = APIRouter(prefix="/api/v1", tags=["insights"])
 KpiName = Literal["registration", "inspection", "maintenance", "hazards", "online"]
@@ -88,14 +88,14 @@ def get_scorecards(user: CurrentUser, conn: ConnDep,
             "trips, time per mode, faults), oldest first")
 def get_series(unit_id: str, user: CurrentUser, conn: ConnDep, bucket: Literal["day", "hour"] = "day",
                days: int = Query(30, ge=1, le=400)) -> list[dict[str, Any]]:
-    _get_unit(conn, user, unit_id)
+    unit_in_scope(conn, user, unit_id)
     return insights.series(conn, unit_id, bucket=bucket, since_days=days)
 
 
 @router.get("/units/{unit_id}/events", summary="The unit's latest fault and event transitions")
 def get_events(unit_id: str, user: CurrentUser, conn: ConnDep,
                limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    _get_unit(conn, user, unit_id)
+    unit_in_scope(conn, user, unit_id)
     return insights.events(conn, unit_id, limit=limit)
 
 
@@ -103,7 +103,7 @@ def get_events(unit_id: str, user: CurrentUser, conn: ConnDep,
             "printed name, role, meaning and time")
 def get_history(unit_id: str, user: CurrentUser, conn: ConnDep,
                 limit: int = Query(30, ge=1, le=500)) -> list[dict[str, Any]]:
-    _get_unit(conn, user, unit_id)
+    unit_in_scope(conn, user, unit_id)
     return insights.maintenance_history(conn, unit_id, limit=limit)
 
 

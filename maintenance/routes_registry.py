@@ -1,4 +1,4 @@
-"""Registry endpoints: companies, sites, units, people, and a unit's status at a glance.
+"""Registry endpoints: companies, sites, units, people (a unit's status: routes_status.py).
 
 Reading follows the scope rules of `deps.Scope`: admin and supervisor read everything; the
 others read the units of their company (maintenance company or user unit), the sites and
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,15 +24,14 @@ from psycopg.errors import CheckViolation, ForeignKeyViolation, UniqueViolation
 from pydantic import BaseModel, ConfigDict, Field
 
 from maintenance import audit
-from maintenance.checklist import PLAN_KINDS
-from maintenance.deps import ConnDep, CurrentUser, SettingsDep, User, require
+from maintenance.deps import ConnDep, CurrentUser, User, require
 from maintenance.errors import ApiError, not_found
+from maintenance.paging import PageDep, fetch_page
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 Strict = ConfigDict(extra="forbid")  # unknown fields are refused (422), never silently ignored
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-INSPECTION_DUE_SOON_DAYS = 30  # the certificate runs out within a month: book the inspector
 CompanyKind = Literal["maintenance", "user_unit", "manufacturer"]
 UnitKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
 UnitStatusValue = Literal["in_service", "out_of_service", "suspended", "decommissioned"]
@@ -42,31 +40,7 @@ Role = Literal["admin", "supervisor", "company_manager", "technician", "user_uni
 ROLE_COMPANY_KIND = {"company_manager": "maintenance", "technician": "maintenance", "user_unit": "user_unit"}
 
 
-# --- paging and errors ----------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    limit: int
-    offset: int
-
-
-def page(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> Page:
-    return Page(limit, offset)
-
-
-PageDep = Annotated[Page, Depends(page)]
-
-
-def fetch_page(conn: psycopg.Connection, response: Response, *, select: str, from_where: str,
-               params: tuple | list, order_by: str, pg: Page) -> list[dict]:
-    """Run one list query (clauses are code constants; values are parameters) and set X-Total-Count."""
-    total = conn.execute(f"SELECT count(*) AS n {from_where}", params).fetchone()["n"]  # noqa: S608
-    response.headers["X-Total-Count"] = str(total)
-    if pg.offset >= total:
-        return []
-    return conn.execute(f"SELECT {select} {from_where} ORDER BY {order_by} LIMIT %s OFFSET %s",  # noqa: S608
-                        (*params, pg.limit, pg.offset)).fetchall()
-
+# --- errors ---------------------------------------------------------------------------------
 
 def _field_of(exc: psycopg.Error, table: str, key: str) -> str | None:
     """The column a violated constraint is about, from PostgreSQL's default constraint names."""
@@ -270,7 +244,7 @@ def _site_scope(user: User) -> tuple[str, tuple]:
     return f"EXISTS (SELECT 1 FROM units su WHERE su.site_id = s.site_id AND {cond})", params  # noqa: S608
 
 
-def _get_site(conn: psycopg.Connection, user: User, site_id: str) -> dict:
+def site_in_scope(conn: psycopg.Connection, user: User, site_id: str) -> dict:
     cond, params = _site_scope(user)
     row = conn.execute(f"SELECT s.* FROM sites s WHERE s.site_id = %s AND {cond}",  # noqa: S608
                        (site_id, *params)).fetchone()
@@ -291,7 +265,7 @@ def list_sites(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDep
 
 @router.get("/sites/{site_id}", response_model=SitePublic)
 def get_site(site_id: str, user: CurrentUser, conn: ConnDep) -> dict:
-    return _get_site(conn, user, site_id)
+    return site_in_scope(conn, user, site_id)
 
 
 @router.post("/sites", response_model=SitePublic, status_code=201)
@@ -299,7 +273,7 @@ def create_site(body: SiteCreate, request: Request, user: AdminDep, conn: ConnDe
     with conn.transaction():
         _insert(conn, "sites", "site_id", body.model_dump())
         _audit(conn, request, user, "site_created", f"site:{body.site_id}", body.model_dump())
-    return _get_site(conn, user, body.site_id)
+    return site_in_scope(conn, user, body.site_id)
 
 
 @router.patch("/sites/{site_id}", response_model=SitePublic)
@@ -309,7 +283,7 @@ def update_site(site_id: str, body: SitePatch, request: Request, user: AdminDep,
         if not _update(conn, "sites", "site_id", site_id, changes):
             raise not_found(f"site {site_id}")
         _audit(conn, request, user, "site_updated", f"site:{site_id}", changes)
-    return _get_site(conn, user, site_id)
+    return site_in_scope(conn, user, site_id)
 
 
 # --- units ----------------------------------------------------------------------------------
@@ -374,7 +348,7 @@ _UNIT_SELECT = """u.*, s.name AS site_name, s.district, s.city, s.lat, s.lon"""
 _UNIT_FROM = "FROM units u LEFT JOIN sites s USING (site_id)"
 
 
-def _get_unit(conn: psycopg.Connection, user: User, unit_id: str) -> dict:
+def unit_in_scope(conn: psycopg.Connection, user: User, unit_id: str) -> dict:
     cond, params = user.scope.unit_filter("u")
     row = conn.execute(f"SELECT {_UNIT_SELECT} {_UNIT_FROM} WHERE u.unit_id = %s AND {cond}",  # noqa: S608
                        (unit_id, *params)).fetchone()
@@ -413,7 +387,7 @@ def list_units(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDep
 
 @router.get("/units/{unit_id}", response_model=UnitPublic)
 def get_unit(unit_id: str, user: CurrentUser, conn: ConnDep) -> dict:
-    return _get_unit(conn, user, unit_id)
+    return unit_in_scope(conn, user, unit_id)
 
 
 @router.post("/units", response_model=UnitPublic, status_code=201)
@@ -427,7 +401,7 @@ def create_unit(body: UnitCreate, request: Request, user: AdminDep, conn: ConnDe
     with conn.transaction():
         _insert(conn, "units", "unit_id", values)
         _audit(conn, request, user, "unit_created", f"unit:{body.unit_id}", values)
-    return _get_unit(conn, user, body.unit_id)
+    return unit_in_scope(conn, user, body.unit_id)
 
 
 @router.patch("/units/{unit_id}", response_model=UnitPublic)
@@ -438,7 +412,7 @@ def update_unit(unit_id: str, body: UnitPatch, request: Request, user: AdminDep,
         if not _update(conn, "units", "unit_id", unit_id, changes):  # the dates' order: the table's CHECK
             raise not_found(f"unit {unit_id}")
         _audit(conn, request, user, "unit_updated", f"unit:{unit_id}", changes)
-    return _get_unit(conn, user, unit_id)
+    return unit_in_scope(conn, user, unit_id)
 
 
 # --- people ---------------------------------------------------------------------------------
@@ -561,104 +535,3 @@ def update_person(person_id: int, body: PersonPatch, request: Request, user: Man
         _update(conn, "people", "person_id", person_id, changes)
         _audit(conn, request, user, "person_updated", f"person:{person_id}", changes)
     return _get_person(conn, user, person_id)
-
-
-# --- unit status ----------------------------------------------------------------------------
-
-
-class MaintenanceKindStatus(BaseModel):
-    kind: str
-    next_work_order_id: int | None
-    next_due_on: date | None
-    next_status: str | None
-    overdue: bool
-    days_until_due: int | None
-    last_work_order_id: int | None
-    last_status: str | None
-    last_signed_at: datetime | None
-    last_closed_at: datetime | None
-
-
-class InspectionStatus(BaseModel):
-    last_inspection_on: date | None
-    next_inspection_due: date | None
-    state: Literal["valid", "due_soon", "overdue", "unknown"]
-    days_left: int | None
-
-
-class AlertBrief(BaseModel):
-    alert_id: int
-    kind: str
-    severity: str
-    reason: str
-    opened_at: datetime
-    acknowledged_at: datetime | None
-
-
-class UnitStatus(BaseModel):
-    unit_id: str
-    status: str
-    as_of: datetime
-    online: bool
-    last_seen_at: datetime | None
-    last_sample: dict[str, Any] | None
-    open_alerts: list[AlertBrief]
-    maintenance: list[MaintenanceKindStatus]
-    inspection: InspectionStatus
-    open_hazards: int
-
-
-_LAST_SAMPLE = """SELECT time, seq, mode, floor, direction, moving, door, door_zone, passengers, speed_mps,
-       load_pct, vibration_mg, motor_temp_c, leveling_mm, door_close_ms, run_count, run_hours, extra
-  FROM telemetry WHERE unit_id = %s ORDER BY time DESC LIMIT 1"""
-_NEXT_DUE = """SELECT DISTINCT ON (kind) kind, work_order_id, due_on, status FROM work_orders
- WHERE unit_id = %s AND status IN ('open', 'in_progress') ORDER BY kind, due_on, work_order_id"""
-_LAST_DONE = """SELECT DISTINCT ON (kind) kind, work_order_id, status, signed_at, closed_at FROM work_orders
- WHERE unit_id = %s AND status IN ('signed', 'closed') ORDER BY kind, signed_at DESC, work_order_id DESC"""
-
-
-@router.get("/units/{unit_id}/status", response_model=UnitStatus,
-            summary="Last sample, online, open alerts, maintenance due and done, inspection validity, hazards")
-def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> dict:
-    unit = _get_unit(conn, user, unit_id)
-    clock = conn.execute("SELECT now() AS now, current_date AS today").fetchone()
-    now, today = clock["now"], clock["today"]
-    sample = conn.execute(_LAST_SAMPLE, (unit_id,)).fetchone()
-    state = conn.execute("SELECT last_time FROM unit_ingest_state WHERE unit_id = %s", (unit_id,)).fetchone()
-    seen = [t for t in ((sample or {}).get("time"), (state or {}).get("last_time")) if t is not None]
-    last_seen = max(seen) if seen else None
-    alerts = conn.execute(
-        """SELECT alert_id, kind, severity, reason, opened_at, acknowledged_at FROM alerts
-            WHERE unit_id = %s AND status = 'open'
-            ORDER BY array_position(ARRAY['critical', 'warning', 'info'], severity), opened_at DESC""",
-        (unit_id,)).fetchall()
-    due = {r["kind"]: r for r in conn.execute(_NEXT_DUE, (unit_id,)).fetchall()}
-    done = {r["kind"]: r for r in conn.execute(_LAST_DONE, (unit_id,)).fetchall()}
-    planned = {r["kind"] for r in conn.execute(
-        "SELECT kind FROM maintenance_plans WHERE unit_id = %s AND active", (unit_id,)).fetchall()}
-    maintenance = []
-    for kind in (k for k in PLAN_KINDS if k in planned or k in due or k in done):
-        d, f = due.get(kind), done.get(kind)
-        maintenance.append({
-            "kind": kind, "next_work_order_id": d and d["work_order_id"], "next_due_on": d and d["due_on"],
-            "next_status": d and d["status"], "overdue": bool(d and d["due_on"] < today),
-            "days_until_due": (d["due_on"] - today).days if d else None,
-            "last_work_order_id": f and f["work_order_id"], "last_status": f and f["status"],
-            "last_signed_at": f and f["signed_at"], "last_closed_at": f and f["closed_at"]})
-    hazards = conn.execute("SELECT count(*) AS n FROM hazards WHERE unit_id = %s AND status <> 'closed'",
-                           (unit_id,)).fetchone()["n"]
-    return {"unit_id": unit_id, "status": unit["status"], "as_of": now,
-            "online": last_seen is not None and (now - last_seen).total_seconds() <= settings.offline_after_s,
-            "last_seen_at": last_seen, "last_sample": sample, "open_alerts": alerts, "maintenance": maintenance,
-            "inspection": inspection_state(unit["last_inspection_on"], unit["next_inspection_due"], today),
-            "open_hazards": hazards}
-
-
-def inspection_state(last_on: date | None, due: date | None, today: date) -> dict:
-    """Periodic inspection (定期检验) validity: overdue after the due day, due_soon within 30 days."""
-    if due is None:
-        state, days = "unknown", None
-    else:
-        days = (due - today).days
-        state = "overdue" if days < 0 else "due_soon" if days <= INSPECTION_DUE_SOON_DAYS else "valid"
-    return {"last_inspection_on": last_on, "next_inspection_due": due, "state": state, "days_left": days}

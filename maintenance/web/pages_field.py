@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from liftwatch import esign
 from maintenance.deps import ConnDep, User
-from maintenance.routes_registry import _get_unit
+from maintenance.routes_registry import unit_in_scope
 from maintenance.routes_workorders import get_order
 from maintenance.web.render import PageUser, page_roles, render
 from maintenance.workorders import RESULTS
@@ -48,7 +48,7 @@ def _signatures(conn, work_order_id: int) -> list[dict]:
 
 def _order_page(request: Request, user: User, conn, work_order_id: int, template: str) -> Response:
     order = get_order(work_order_id, user, conn)
-    unit = _get_unit(conn, user, order["unit_id"])
+    unit = unit_in_scope(conn, user, order["unit_id"])
     return render(request, template, user=user, order=order, unit=unit, results=RESULTS,
                   signatures=_signatures(conn, work_order_id),
                   done=sum(1 for it in order["items"] if it["result"]))

@@ -21,7 +21,7 @@ from maintenance.routes_hazards import (
     public_limiter,
     public_report,
 )
-from maintenance.routes_registry import _get_site
+from maintenance.routes_registry import site_in_scope
 from maintenance.web.render import PageUser, public_base, render
 
 router = APIRouter(include_in_schema=False)
@@ -118,7 +118,7 @@ def notice(unit_id: str, request: Request, conn: ConnDep) -> Response:
 
 @router.get("/sites/{site_id}/notices")
 def site_notices(site_id: str, request: Request, user: PageUser, conn: ConnDep) -> Response:
-    site = _get_site(conn, user, site_id)
+    site = site_in_scope(conn, user, site_id)
     cond, params = user.scope.unit_filter("u")
     ids = [r["unit_id"] for r in conn.execute(
         f"SELECT u.unit_id FROM units u WHERE u.site_id = %s AND u.status <> 'decommissioned' AND {cond} "  # noqa: S608

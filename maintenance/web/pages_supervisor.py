@@ -10,8 +10,10 @@ from starlette.responses import RedirectResponse, Response
 
 from maintenance import insights
 from maintenance.deps import ConnDep, User
+from maintenance.paging import Page
 from maintenance.routes_alerts import AlertKind, acknowledge, list_alerts
-from maintenance.routes_registry import Page, _get_unit, unit_status
+from maintenance.routes_registry import unit_in_scope
+from maintenance.routes_status import unit_status
 from maintenance.web import charts
 from maintenance.web.i18n import translator
 from maintenance.web.render import (
@@ -91,7 +93,7 @@ def kpi_page(name: Literal["registration", "inspection", "maintenance", "hazards
 @router.get("/units/{unit_id}")
 def unit_page(unit_id: str, request: Request, user: PageUser, conn: ConnDep) -> Response:
     t = translator(lang_of(request))
-    unit = _get_unit(conn, user, unit_id)
+    unit = unit_in_scope(conn, user, unit_id)
     status = unit_status(unit_id, user, conn, request.app.state.settings)
     days = insights.series(conn, unit_id, bucket="day", since_days=30)
     for r in days:
