@@ -81,6 +81,10 @@ _FRACTION = click.FloatRange(0.0, 1.0)
               help="prefix of unit, site and company ids (keeps several simulated fleets apart)")
 @click.option("--fault-scale", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="multiplies the healthy random fault rates (0 = only degradation-driven faults)")
+@click.option("--comm-loss-per-day", "comm_loss_per_day", type=click.FloatRange(min=0.0), default=0.0,
+              show_default=True,
+              help="terminal outages per unit and day (e.g. 0.02: one per unit in 50 days); what a unit "
+                   "produces during one (20 min to 4 days) is lost before the broker, as in the field")
 @click.option("--no-register", is_flag=True, help="do not touch the registry (units must exist already)")
 @click.option("--dry-run", is_flag=True,
               help="generate and count only, as fast as possible: no database, no broker (measures generation)")
@@ -93,7 +97,7 @@ _FRACTION = click.FloatRange(0.0, 1.0)
 def fleet_cmd(units: int, duration_s: float, speedup: float, seed: int, faulty: float, degradation_ramp_s: float,
               bad_fraction: float, samples_per_message: int, history_days: float, truth_path: Path | None,
               visits_file: Path | None, start: datetime | None, prefix: str, fault_scale: float,
-              no_register: bool, dry_run: bool, workers: int, client_id: str | None, quiet: bool) -> None:
+              comm_loss_per_day: float, no_register: bool, dry_run: bool, workers: int, client_id: str | None, quiet: bool) -> None:
     """Simulate a fleet of lifts and escalators publishing telemetry and events over MQTT (QoS 1).
 
     Registers the units (sites with lat/lon in Shanghai, maintenance companies, user units)
@@ -117,7 +121,8 @@ def fleet_cmd(units: int, duration_s: float, speedup: float, seed: int, faulty: 
         units=units, duration_s=duration_s, speedup=speedup, seed=seed, faulty=faulty, bad_fraction=bad_fraction,
         samples_per_message=samples_per_message, history_s=history_days * 86400.0, start=start, prefix=prefix,
         visits_file=visits_file, degradation_ramp_s=degradation_ramp_s, fault_scale=fault_scale,
-        truth_path=truth_path, register=not no_register, dry_run=dry_run, client_id=client_id, progress=not quiet,
+        comm_loss_per_day=comm_loss_per_day, truth_path=truth_path, register=not no_register, dry_run=dry_run,
+        client_id=client_id, progress=not quiet,
         workers=workers)
     try:
         summary = run_fleet(opts, get_settings())

@@ -45,6 +45,7 @@ class FleetOptions:
     visits_file: Path | None = None
     degradation_ramp_s: float = DEFAULT_RAMP_S
     fault_scale: float = 1.0
+    comm_loss_per_day: float = 0.0  # terminal outages per unit and day (0: terminals never drop)
     truth_path: Path | None = None
     register: bool = True
     dry_run: bool = False  # generate and count only: no database, no broker
@@ -193,7 +194,8 @@ def run_fleet(opts: FleetOptions, settings: Settings, *, now: datetime | None = 
             seq_start = next_seqs(conn, unit_ids)
     config = FleetConfig(seed=opts.seed, window=window, fault_scale=opts.fault_scale,
                          degradation_ramp_s=opts.degradation_ramp_s,
-                         visits=read_plan(opts.visits_file) if opts.visits_file else None, seq_start=seq_start)
+                         visits=read_plan(opts.visits_file) if opts.visits_file else None, seq_start=seq_start,
+                         comm_loss_per_day=opts.comm_loss_per_day)
     job = ShardJob(fleet=fleet, full_unit_ids=unit_ids, config=config,
                    database_url=None if opts.dry_run else settings.database_url,
                    mqtt_url=None if opts.dry_run else settings.mqtt_url,
@@ -225,6 +227,7 @@ def _truth_doc(opts: FleetOptions, w: Window, results: list[ShardResult], summar
     episodes = sorted((e for r in results for e in r.episodes), key=lambda e: (e.start, e.unit_id))
     bad = sorted((b for r in results for b in r.bad), key=lambda b: (b.published_at, b.topic, b.payload_sha256))
     visits = sorted((v for r in results for v in r.visits), key=lambda v: (v.start, v.unit_id))
+    losses = sorted((c for r in results for c in r.comm_losses), key=lambda c: (c.start, c.unit_id))
     return {
         "version": 1,
         "generated_by": "liftwatch simulate fleet",
@@ -232,7 +235,8 @@ def _truth_doc(opts: FleetOptions, w: Window, results: list[ShardResult], summar
             "seed": opts.seed, "units": opts.units, "prefix": opts.prefix, "faulty": opts.faulty,
             "bad_fraction": opts.bad_fraction, "samples_per_message": opts.samples_per_message,
             "speedup": opts.speedup, "degradation_ramp_s": opts.degradation_ramp_s,
-            "fault_scale": opts.fault_scale, "visits_file": str(opts.visits_file) if opts.visits_file else None,
+            "fault_scale": opts.fault_scale, "comm_loss_per_day": opts.comm_loss_per_day,
+            "visits_file": str(opts.visits_file) if opts.visits_file else None,
             "history_start": iso(w.history_start), "live_start": iso(w.live_start), "end": iso(w.end),
         },
         "counts": summary.as_json(),
@@ -241,4 +245,5 @@ def _truth_doc(opts: FleetOptions, w: Window, results: list[ShardResult], summar
         "episodes": [e.to_json() for e in episodes],
         "visits": [v.to_json() for v in visits],
         "bad_messages": [b.to_json() for b in bad],
+        "comm_losses": [c.to_json() for c in losses],
     }

@@ -18,7 +18,7 @@ from simulators.clock import Window
 from simulators.fleet import Fleet
 from simulators.messages import MessageCounts, MessageMaker
 from simulators.stream import FleetConfig, FleetSim, merge
-from simulators.truth import BadRecord, Episode, FaultRecord, Truth
+from simulators.truth import BadRecord, CommLoss, Episode, FaultRecord, Truth
 from simulators.unit import Item
 from simulators.visits import Visit
 
@@ -60,6 +60,7 @@ class ShardResult:
     faults: list[FaultRecord] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
+    comm_losses: list[CommLoss] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     units: dict[str, dict] = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ def run_shard(job: ShardJob, report: Report, *, before_live: Callable[[], None] 
         _live(job, items, truth, result, report)
     report(DONE, 1.0, 0, window.end, True)
     result.faults, result.episodes, result.bad = truth.faults, truth.episodes, truth.bad
+    result.comm_losses = truth.comm_losses
     return result
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 
 from simulators.clock import Window, iso
+from simulators.commloss import drop_lost, plan_losses
 from simulators.degradation import SIGNAL, Degradation
 from simulators.elevator import LiftSim
 from simulators.escalator import EscalatorSim
@@ -33,6 +34,7 @@ class FleetConfig:
     fault_scale: float = 1.0
     degradation_ramp_s: float = DEFAULT_RAMP_S
     visits: list[Visit] | None = None  # None: the seed's own plan (visits.plan_visits)
+    comm_loss_per_day: float = 0.0  # terminal outages per unit and day (simulators/commloss.py)
     seq_start: Mapping[str, int] = field(default_factory=dict)  # resume after what the database has
 
 
@@ -55,7 +57,13 @@ class FleetSim:
         ctx = SimContext(config.seed, w, self.truth, config.fault_scale)
         self.degradations: dict[str, Degradation] = {}
         self.units: list[UnitSim] = []
+        self.losses: dict[str, list] = {}
         for spec in fleet.units:
+            losses = plan_losses(config.seed, spec.index, spec.unit_id, w.history_start, w.end,
+                                 config.comm_loss_per_day)
+            if losses:
+                self.losses[spec.unit_id] = losses
+                self.truth.comm_losses.extend(losses)
             deg = self._degradation(spec)
             if deg is not None:
                 self.degradations[spec.unit_id] = deg
@@ -75,7 +83,8 @@ class FleetSim:
     def streams(self) -> list[Iterator[Item]]:
         """Each unit's own items, in its time order, cut at the window's end."""
         end = self.config.window.end
-        return [takewhile(lambda it: it[0] < end, u.run()) for u in self.units]
+        return [drop_lost(takewhile(lambda it: it[0] < end, u.run()), self.losses.get(u.uid, []))
+                for u in self.units]
 
     def items(self) -> Iterator[Item]:
         """Every sample and event of the window, ordered by (time, unit, seq)."""

@@ -65,11 +65,26 @@ class BadRecord:
                 "size": self.size, "published_at": iso(self.published_at)}
 
 
+@dataclass(slots=True)
+class CommLoss:
+    """A stretch in which the unit's terminal lost its connection: everything it produced then
+    was lost upstream of the broker (the unit kept running; its seq counter kept counting)."""
+
+    unit_id: str
+    start: float
+    end: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit_id": self.unit_id, "start": iso(self.start), "end": iso(self.end),
+                "duration_s": round(self.end - self.start, 3)}
+
+
 @dataclass
 class Truth:
     faults: list[FaultRecord] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
+    comm_losses: list[CommLoss] = field(default_factory=list)
 
     def raise_fault(self, unit_id: str, code: str, cause: str, t: float, seq: int,
                     detail: dict[str, Any] | None = None) -> FaultRecord:

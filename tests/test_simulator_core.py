@@ -166,6 +166,27 @@ def test_visits_put_units_in_inspection_only_when_someone_is_on_site() -> None:
     assert sum(modes["SIM-00002"].values()) > 0
 
 
+def test_comm_losses_drop_exactly_their_items_and_change_nothing_else() -> None:
+    """A terminal outage loses what the unit produced meanwhile (its seq counter runs on, so the
+    hole is a gap); every other item is the same as in a run without outages."""
+    plain = _sim(units=30, duration=3 * 86400)
+    lossy = _sim(units=30, duration=3 * 86400, comm_loss_per_day=0.5)
+    losses = lossy.truth.comm_losses
+    assert len(losses) > 10 and not plain.truth.comm_losses
+    assert all(20 * 60 <= c.end - c.start <= 4 * 86400 or c.end == lossy.config.window.end for c in losses)
+    by_unit = defaultdict(list)
+    for c in losses:
+        by_unit[c.unit_id].append(c)
+    assert all(a.end < b.start for cs in by_unit.values() for a, b in zip(cs, cs[1:], strict=False))  # merged
+    kept = list(lossy.items())
+    everything = list(plain.items())
+    survives = [not any(c.start <= it[0] < c.end for c in by_unit.get(it[3], ())) for it in everything]
+    assert not all(survives) and kept == [it for it, ok in zip(everything, survives, strict=True) if ok]
+    for unit_id, cs in by_unit.items():  # the seq counter kept counting: a gap where each loss was
+        seqs = [it[2] for it in kept if it[3] == unit_id]
+        assert len(seqs) < seqs[-1] + 1
+
+
 def test_a_busy_day_has_every_mode_and_faults_come_in_pairs() -> None:
     sim = _sim(seed=5, units=60, duration=86400, faulty=0.3, fault_scale=100.0)
     modes: Counter = Counter()
