@@ -137,10 +137,11 @@ def update_rollups(conn: psycopg.Connection, *, now: datetime, grace: timedelta,
     return RollupResult(start, end, hourly, daily)
 
 
-def drop_old_chunks(conn: psycopg.Connection, *, older_than: timedelta) -> int:
-    """Drop raw telemetry and event chunks entirely older than the retention; return how many."""
+def drop_old_chunks(conn: psycopg.Connection, *, before: datetime) -> int:
+    """Drop raw telemetry and event chunks that end before `before` (the pass's now minus the
+    retention: an interval would be measured from the database clock instead); return how many."""
     dropped = 0
     for table in ("telemetry", "events"):
-        rows = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s)", (table, older_than)).fetchall()
+        rows = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)", (table, before)).fetchall()
         dropped += len(rows)
     return dropped

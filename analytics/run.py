@@ -77,7 +77,7 @@ def _pass(conn: psycopg.Connection, opts: PassOptions, now: datetime, run_id: in
     r = update_rollups(conn, now=now, grace=opts.grace, first_window=opts.first_window)
     counts.update(hourly_rows=r.hourly_rows, daily_rows=r.daily_rows)
     if opts.retention is not None:
-        counts["chunks_dropped"] = drop_old_chunks(conn, older_than=opts.retention)
+        counts["chunks_dropped"] = drop_old_chunks(conn, before=now - opts.retention)
 
     results: dict[str, ReconcileResult] = {}
     plans = rules.load(conn, rules.MAINTENANCE_SQL)
