@@ -20,6 +20,8 @@ MAX_SAMPLE_GAP = "5 minutes"  # a sample counts for the time until the next one,
 _UPSERT_TAIL = """
 ON CONFLICT (unit_id, bucket) DO UPDATE SET
     samples = EXCLUDED.samples, trips = EXCLUDED.trips, door_cycles = EXCLUDED.door_cycles,
+    door_reopens = EXCLUDED.door_reopens, leveling_samples = EXCLUDED.leveling_samples,
+    vibration_samples = EXCLUDED.vibration_samples,
     door_close_ms_mean = EXCLUDED.door_close_ms_mean, door_close_ms_p95 = EXCLUDED.door_close_ms_p95,
     leveling_abs_mean = EXCLUDED.leveling_abs_mean, leveling_abs_max = EXCLUDED.leveling_abs_max,
     vibration_mean = EXCLUDED.vibration_mean, vibration_p95 = EXCLUDED.vibration_p95,
@@ -30,6 +32,9 @@ ON CONFLICT (unit_id, bucket) DO UPDATE SET
 _HOURLY = """
 WITH s AS (
     SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c, run_count,
+           -- free-form device field: a number counts (clamped to 0..100), anything else is ignored
+           CASE WHEN jsonb_typeof(extra -> 'door_reopens') = 'number'
+                THEN LEAST(GREATEST((extra ->> 'door_reopens')::numeric, 0), 100)::int END AS reopens,
            LEAST(COALESCE(lead(time) OVER w, time), time + %(gap)s::interval) - time AS dur
       FROM telemetry
      WHERE time >= %(from)s AND time < %(to)s
@@ -37,11 +42,11 @@ WITH s AS (
 ), agg AS (
     SELECT unit_id, time_bucket('1 hour', time) AS bucket, count(*) AS samples,
            COALESCE(max(run_count) - min(run_count), 0) AS trips,
-           count(door_close_ms) AS door_cycles,
+           count(door_close_ms) AS door_cycles, COALESCE(sum(reopens), 0) AS reopens,
            avg(door_close_ms) AS dc_mean,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY door_close_ms) AS dc_p95,
-           avg(lev) AS lev_mean, max(lev) AS lev_max,
-           avg(vibration_mg) AS vib_mean,
+           avg(lev) AS lev_mean, max(lev) AS lev_max, count(lev) AS lev_n,
+           avg(vibration_mg) AS vib_mean, count(vibration_mg) AS vib_n,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY vibration_mg) AS vib_p95,
            max(motor_temp_c) AS temp_max, min(time) AS first_seen, max(time) AS last_seen
       FROM s GROUP BY 1, 2
@@ -58,11 +63,12 @@ WITH s AS (
              GROUP BY 1, 2, 3) f
      GROUP BY 1, 2
 )
-INSERT INTO unit_hourly AS h (unit_id, bucket, samples, trips, door_cycles, door_close_ms_mean, door_close_ms_p95,
+INSERT INTO unit_hourly AS h (unit_id, bucket, samples, trips, door_cycles, door_reopens, leveling_samples,
+                              vibration_samples, door_close_ms_mean, door_close_ms_p95,
                               leveling_abs_mean, leveling_abs_max, vibration_mean, vibration_p95, motor_temp_max,
                               mode_seconds, faults, first_seen, last_seen, computed_at)
 SELECT COALESCE(a.unit_id, f.unit_id), COALESCE(a.bucket, f.bucket), COALESCE(a.samples, 0), COALESCE(a.trips, 0),
-       COALESCE(a.door_cycles, 0), a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean, a.vib_p95, a.temp_max,
+       COALESCE(a.door_cycles, 0), COALESCE(a.reopens, 0), COALESCE(a.lev_n, 0), COALESCE(a.vib_n, 0), a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean, a.vib_p95, a.temp_max,
        COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
   FROM agg a
   LEFT JOIN modes m USING (unit_id, bucket)
@@ -74,14 +80,15 @@ WITH hours AS (
     SELECT * FROM unit_hourly WHERE bucket >= %(from)s AND bucket < %(to)s
 ), agg AS (
     SELECT unit_id, time_bucket('1 day', bucket) AS day, sum(samples)::int AS samples, sum(trips)::int AS trips,
-           sum(door_cycles)::int AS door_cycles,
+           sum(door_cycles)::int AS door_cycles, sum(door_reopens)::int AS door_reopens,
            sum(door_close_ms_mean * door_cycles) / NULLIF(sum(door_cycles) FILTER (WHERE door_close_ms_mean IS NOT NULL), 0) AS dc_mean,
            max(door_close_ms_p95) AS dc_p95,
-           sum(leveling_abs_mean * samples) FILTER (WHERE leveling_abs_mean IS NOT NULL)
-             / NULLIF(sum(samples) FILTER (WHERE leveling_abs_mean IS NOT NULL), 0) AS lev_mean,
+           sum(leveling_samples)::int AS lev_n, sum(vibration_samples)::int AS vib_n,
+           sum(leveling_abs_mean * leveling_samples) FILTER (WHERE leveling_abs_mean IS NOT NULL)
+             / NULLIF(sum(leveling_samples) FILTER (WHERE leveling_abs_mean IS NOT NULL), 0) AS lev_mean,
            max(leveling_abs_max) AS lev_max,
-           sum(vibration_mean * samples) FILTER (WHERE vibration_mean IS NOT NULL)
-             / NULLIF(sum(samples) FILTER (WHERE vibration_mean IS NOT NULL), 0) AS vib_mean,
+           sum(vibration_mean * vibration_samples) FILTER (WHERE vibration_mean IS NOT NULL)
+             / NULLIF(sum(vibration_samples) FILTER (WHERE vibration_mean IS NOT NULL), 0) AS vib_mean,
            max(vibration_p95) AS vib_p95, max(motor_temp_max) AS temp_max,
            min(first_seen) AS first_seen, max(last_seen) AS last_seen
       FROM hours GROUP BY 1, 2
@@ -94,10 +101,11 @@ WITH hours AS (
       FROM (SELECT unit_id, time_bucket('1 day', bucket) AS day, e.key AS k, sum(e.value::int) AS v
               FROM hours, jsonb_each_text(faults) e GROUP BY 1, 2, 3) x GROUP BY 1, 2
 )
-INSERT INTO unit_daily (unit_id, bucket, samples, trips, door_cycles, door_close_ms_mean, door_close_ms_p95,
+INSERT INTO unit_daily (unit_id, bucket, samples, trips, door_cycles, door_reopens, leveling_samples, vibration_samples,
+                        door_close_ms_mean, door_close_ms_p95,
                         leveling_abs_mean, leveling_abs_max, vibration_mean, vibration_p95, motor_temp_max,
                         mode_seconds, faults, first_seen, last_seen, computed_at)
-SELECT a.unit_id, a.day, a.samples, a.trips, a.door_cycles, a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean,
+SELECT a.unit_id, a.day, a.samples, a.trips, a.door_cycles, a.door_reopens, a.lev_n, a.vib_n, a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean,
        a.vib_p95, a.temp_max, COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
   FROM agg a LEFT JOIN modes m USING (unit_id, day) LEFT JOIN faults f USING (unit_id, day)
 """ + _UPSERT_TAIL  # noqa: S608 - constant text only

@@ -177,14 +177,18 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
                "door_close_ms = 3000 + extract(minute FROM time)::int * 10")
     db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
                (hour + timedelta(minutes=3),))
+    # door reopens come in the free-form `extra`: numbers count (clamped at 0), anything else is ignored
+    for minute, extra in ((0, '{"door_reopens": 2}'), (10, '{"door_reopens": "lots"}'), (20, '{"door_reopens": -5}'),
+                          (30, '{"door_reopens": 1}'), (40, '{"door_reopens": [1]}')):
+        db.execute("UPDATE telemetry SET extra = %s::jsonb WHERE time = %s", (extra, hour + timedelta(minutes=minute)))
     _pass(db_url)
     h = db.execute("SELECT * FROM unit_hourly WHERE unit_id = 'EL-1' AND bucket = %s", (hour,)).fetchone()
-    assert (h["samples"], h["trips"], h["door_cycles"]) == (6, 5, 6)
+    assert (h["samples"], h["trips"], h["door_cycles"], h["door_reopens"]) == (6, 5, 6, 3)
     assert h["door_close_ms_mean"] == pytest.approx(3250.0)
     assert h["mode_seconds"] == {"normal": 1500}  # five 10-minute gaps, each sample standing for at most 5 min
     assert h["faults"] == {"door_close_fault": 1}
-    d = db.execute("SELECT samples, door_close_ms_mean FROM unit_daily WHERE unit_id = 'EL-1'").fetchone()
-    assert d == {"samples": 6, "door_close_ms_mean": pytest.approx(3250.0)}
+    d = db.execute("SELECT samples, door_reopens, door_close_ms_mean FROM unit_daily WHERE unit_id = 'EL-1'").fetchone()
+    assert d == {"samples": 6, "door_reopens": 3, "door_close_ms_mean": pytest.approx(3250.0)}
     # a late sample inside the grace window is aggregated on the next pass; nothing is duplicated
     _telemetry(db, "EL-1", [hour + timedelta(minutes=55)], door_close_ms=3900.0)
     _pass(db_url, NOW + timedelta(minutes=30))
@@ -193,6 +197,20 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     assert db.execute("SELECT count(*) AS n FROM unit_hourly").fetchone()["n"] == 1
     runs = db.execute("SELECT status, counts, code_version FROM analytics_runs ORDER BY run_id").fetchall()
     assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
+
+
+def test_daily_means_weigh_hours_by_the_samples_that_carry_the_reading(db, db_url) -> None:
+    """Vibration comes with runs and levelling with arrivals, not with heartbeats: a day's mean is
+    the mean of the readings, however the hours' heartbeats differ."""
+    quiet, busy = NOW.replace(hour=3, minute=0), NOW.replace(hour=8, minute=0)
+    _telemetry(db, "EL-1", [quiet + timedelta(minutes=10 * i) for i in range(6)])  # heartbeats...
+    db.execute("UPDATE telemetry SET vibration_mg = 20, leveling_mm = -4 WHERE time = %s", (quiet,))  # ...and one trip
+    _telemetry(db, "EL-1", [busy, busy + timedelta(minutes=1)], vibration_mg=10.0, leveling_mm=1.0)
+    _pass(db_url)
+    d = db.execute("SELECT vibration_mean, leveling_abs_mean, leveling_samples, vibration_samples FROM unit_daily").fetchone()
+    assert d["vibration_mean"] == pytest.approx(40 / 3, rel=1e-6)  # (20 + 10 + 10) / 3, not (20*6 + 10*2) / 8
+    assert d["leveling_abs_mean"] == pytest.approx(2.0, rel=1e-6)  # (4 + 1 + 1) / 3
+    assert (d["leveling_samples"], d["vibration_samples"]) == (3, 3)
 
 
 def test_retention_counts_from_the_pass_clock_and_keeps_the_rollups(db, db_url) -> None:
