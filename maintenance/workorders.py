@@ -72,7 +72,10 @@ def create_order(conn: psycopg.Connection, *, unit_id: str, kind: str, due_on: d
     return wo_id
 
 
-def check_in(conn: psycopg.Connection, user: User, work_order_id: int, lat: float | None, lon: float | None) -> None:
+def check_in(conn: psycopg.Connection, user: User, work_order_id: int, lat: float | None, lon: float | None,
+             *, at: datetime | None = None) -> None:
+    """Start the visit. `at` is a clock seam for replays of the past (the evaluation); the API
+    never passes it, so a check-in is stamped by the database clock."""
     if user.role != "technician":
         raise ApiError(403, "forbidden", "only a technician checks in on site")
     with conn.transaction():
@@ -80,9 +83,9 @@ def check_in(conn: psycopg.Connection, user: User, work_order_id: int, lat: floa
         if wo["status"] != "open":
             raise ApiError(409, "wrong_status", f"work order is {wo['status']}; only an open order can be checked in")
         conn.execute(
-            """UPDATE work_orders SET status = 'in_progress', technician_id = %s, checked_in_at = now(),
+            """UPDATE work_orders SET status = 'in_progress', technician_id = %s, checked_in_at = COALESCE(%s, now()),
                       check_in_lat = %s, check_in_lon = %s, updated_at = now() WHERE work_order_id = %s""",
-            (user.person_id, lat, lon, work_order_id))
+            (user.person_id, at, lat, lon, work_order_id))
 
 
 def set_item(conn: psycopg.Connection, user: User, work_order_id: int, code: str, *, result: str,
@@ -202,8 +205,11 @@ def _ready_to_sign(conn: psycopg.Connection, user: User, wo: dict[str, Any]) -> 
 
 
 def sign(conn: psycopg.Connection, user: User, work_order_id: int, *, payload: dict[str, Any], signature_b64: str,
-         key_id: int, password: str, skew: timedelta) -> dict[str, Any]:
-    """Verify and store one signature, append it to the ledger, advance the order. All or nothing."""
+         key_id: int, password: str, skew: timedelta, now: datetime | None = None) -> dict[str, Any]:
+    """Verify and store one signature, append it to the ledger, advance the order. All or nothing.
+
+    `signed_at` must be within `skew` of `now`: the server clock, unless a replay of the past
+    (the evaluation) injects its simulated clock; the API never does."""
     meaning = _meaning_for(user)
     expected = {"signer_id": user.person_id, "name": user.name, "role": user.role, "meaning": meaning}
     if set(payload) != set(esign.PAYLOAD_FIELDS):
@@ -212,7 +218,7 @@ def sign(conn: psycopg.Connection, user: User, work_order_id: int, *, payload: d
         if payload[k] != v:
             raise ApiError(422, "bad_payload", f"payload.{k} must be {v!r} for you", field=f"payload.{k}")
     signed_at = _parse_signed_at(payload["signed_at"])
-    if abs(datetime.now(UTC) - signed_at) > skew:
+    if abs((now or datetime.now(UTC)) - signed_at) > skew:
         raise ApiError(422, "clock_skew", f"signed_at is more than {skew.total_seconds():.0f} s from the server clock",
                        field="payload.signed_at")
     try:

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import psycopg
 import pytest
@@ -17,8 +18,12 @@ import rfc8785
 from api_support import PASSWORD, World, build_world
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from psycopg.rows import dict_row
 
 from liftwatch import esign
+from maintenance import ledger, workorders
+from maintenance.deps import User
+from maintenance.errors import ApiError
 
 
 @pytest.fixture()
@@ -169,6 +174,34 @@ def test_signature_rejections(world: World, case: str) -> None:
     assert (status, body["error"]) == expected, body
     assert world.sql("SELECT status FROM work_orders WHERE work_order_id = %s", (wo_id,))[0]["status"] == "in_progress"
     assert world.sql("SELECT count(*) AS n FROM ledger")[0]["n"] == 0
+
+
+def test_clock_seam_replays_a_past_visit_the_api_cannot_backdate(world: World) -> None:
+    """check_in(at=) and sign(now=) let a replay of the past (bench/analytics_eval.py) record a
+    visit at its own times through the same code; without the seam the same signature is refused."""
+    key_id, key = world.enrol("tech1")
+    wo_id = world.order()["work_order_id"]
+    visit = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
+    with psycopg.connect(world.dsn, autocommit=True, row_factory=dict_row) as conn:
+        row = conn.execute("SELECT u.user_id, p.person_id, u.username, p.name, p.role, p.company_id FROM users u "
+                           "JOIN people p USING (person_id) WHERE u.username = 'tech1'").fetchone()
+        tech = User(**row)
+        workorders.check_in(conn, tech, wo_id, 31.2, 121.4, at=visit)
+        world.fill(wo_id)
+        payload = workorders.signing_payload(conn, tech, wo_id)["payload"]
+        payload["signed_at"] = esign.timestamp(visit + timedelta(hours=1))
+        sig = esign.b64url(esign.sign(key, payload))
+        sign = partial(workorders.sign, conn, tech, wo_id, payload=payload, signature_b64=sig, key_id=key_id,
+                       password=PASSWORD, skew=timedelta(minutes=5))
+        with pytest.raises(ApiError) as refused:
+            sign()
+        assert refused.value.code == "clock_skew"
+        assert sign(now=visit + timedelta(hours=1, seconds=30))["status"] == "signed"
+        order = conn.execute("SELECT checked_in_at, signed_at, record FROM work_orders WHERE work_order_id = %s",
+                             (wo_id,)).fetchone()
+        assert (order["checked_in_at"], order["signed_at"]) == (visit, visit + timedelta(hours=1))
+        assert order["record"]["checked_in_at"] == esign.timestamp(visit)
+        assert ledger.verify(conn).ok
 
 
 def test_replayed_and_copied_signatures_are_refused(world: World) -> None:
