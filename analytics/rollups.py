@@ -15,6 +15,7 @@ import psycopg
 
 HOURLY_WATERMARK = "rollup_hourly"
 MAX_SAMPLE_GAP = "5 minutes"  # a sample counts for the time until the next one, at most this long
+TRIP_LOOKBACK = "1 hour"  # how far back a window looks for the run_count its first samples continue
 
 # the same upsert ends both rollup statements (hourly from raw rows, daily from hours)
 _UPSERT_TAIL = """
@@ -30,18 +31,23 @@ ON CONFLICT (unit_id, bucket) DO UPDATE SET
 """
 
 _HOURLY = """
-WITH s AS (
-    SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c, run_count,
+WITH raw AS (
+    SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c,
+           -- trips: how far run_count got past every earlier sample's (a running max: samples without
+           -- it and counter resets count nothing), including the last sample of the hour before
+           GREATEST(run_count - max(run_count) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS trips,
            -- free-form device field: a number counts (clamped to 0..100), anything else is ignored
            CASE WHEN jsonb_typeof(extra -> 'door_reopens') = 'number'
                 THEN LEAST(GREATEST((extra ->> 'door_reopens')::numeric, 0), 100)::int END AS reopens,
            LEAST(COALESCE(lead(time) OVER w, time), time + %(gap)s::interval) - time AS dur
       FROM telemetry
-     WHERE time >= %(from)s AND time < %(to)s
-    WINDOW w AS (PARTITION BY unit_id ORDER BY time)
+     WHERE time >= %(from)s - %(lookback)s::interval AND time < %(to)s
+    WINDOW w AS (PARTITION BY unit_id ORDER BY time, seq)
+), s AS (
+    SELECT * FROM raw WHERE time >= %(from)s
 ), agg AS (
     SELECT unit_id, time_bucket('1 hour', time) AS bucket, count(*) AS samples,
-           COALESCE(max(run_count) - min(run_count), 0) AS trips,
+           COALESCE(sum(trips), 0) AS trips,
            count(door_close_ms) AS door_cycles, COALESCE(sum(reopens), 0) AS reopens,
            avg(door_close_ms) AS dc_mean,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY door_close_ms) AS dc_p95,
@@ -133,9 +139,10 @@ def update_rollups(conn: psycopg.Connection, *, now: datetime, grace: timedelta,
         wm = row["value"] if row else None
         start = _floor((wm - grace) if wm else (now - first_window), timedelta(hours=1))
         end = _floor(now, timedelta(hours=1)) + timedelta(hours=1)
-        # the window function needs the sample before `start` to time the first one: not worth
-        # the complexity; the first sample of a window counts from itself.
-        hourly = conn.execute(_HOURLY, {"from": start, "to": end, "gap": MAX_SAMPLE_GAP}).rowcount
+        # trips look back TRIP_LOOKBACK for the run_count before `start`; an outage longer than
+        # that loses the trips made meanwhile (they were never reported hour by hour anyway).
+        hourly = conn.execute(_HOURLY, {"from": start, "to": end, "gap": MAX_SAMPLE_GAP,
+                                        "lookback": TRIP_LOOKBACK}).rowcount
         day_start = _floor(start, timedelta(days=1))
         daily = conn.execute(_DAILY, {"from": day_start, "to": end}).rowcount
         conn.execute(
