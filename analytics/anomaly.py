@@ -29,19 +29,28 @@ MIN_DAYS = 10  # fewer days of data than this: no assessment
 
 # feature -> (plain-language name, harmful direction (+1: higher is worse), smallest spread that
 # counts as a real difference — without it a fleet where almost nobody has faults would make
-# one fault look infinitely unusual)
+# one fault look infinitely unusual). *_change and *_slope compare a unit with its own past;
+# *_level compares its last week with its peers of the same kind, which is what still shows
+# once a unit has been worn for longer than the window (its own past is worn too).
 FEATURES: dict[str, tuple[str, int, float]] = {
     "door_close_change": ("door closing time", +1, 0.03),
     "door_close_slope": ("door closing time trend", +1, 0.002),
+    "door_close_level": ("door closing time", +1, 60.0),  # ms
+    "door_reopen_rate": ("door reopens", +1, 0.01),  # reopens per close
     "vibration_change": ("ride vibration", +1, 0.05),
     "vibration_slope": ("vibration trend", +1, 0.003),
+    "vibration_level": ("ride vibration", +1, 0.8),  # mg
     "leveling_change": ("landing stop error", +1, 0.10),
     "leveling_slope": ("stop error trend", +1, 0.01),
+    "leveling_level": ("landing stop error", +1, 0.3),  # mm
     "temp_change": ("motor temperature", +1, 0.03),
+    "temp_level": ("daily peak motor temperature", +1, 1.5),  # degC
     "fault_rate": ("fault events per 1,000 trips", +1, 1.0),
     "door_fault_rate": ("door faults per 1,000 trips", +1, 1.0),
     "safety_fault_rate": ("safety-circuit and overtravel faults per 1,000 trips", +1, 0.5),
 }
+LEVEL_UNITS = {"door_close_level": ("s", 0.001, 1), "vibration_level": ("mg", 1.0, 0), "leveling_level": ("mm", 1.0, 1),
+               "temp_level": ("°C", 1.0, 0)}  # feature -> (unit shown, scale from stored unit, decimals)
 
 FEATURES_SQL = """
 WITH d AS (
@@ -54,6 +63,7 @@ WITH d AS (
              WHERE k IN ('safety_circuit_break', 'overtravel_top', 'overtravel_bottom', 'brake_fault')) AS faults_safety
       FROM unit_daily d JOIN units u USING (unit_id)
      WHERE d.bucket >= %(from)s AND d.bucket < %(to)s AND u.status = 'in_service'
+       AND (%(units)s::text[] IS NULL OR d.unit_id = ANY(%(units)s))
 )
 SELECT unit_id, min(unit_kind) AS unit_kind, count(*) AS days,
        avg(door_close_ms_mean) FILTER (WHERE day < %(edge)s) AS dc_base,
@@ -67,18 +77,30 @@ SELECT unit_id, min(unit_kind) AS unit_kind, count(*) AS days,
        regr_slope(leveling_abs_mean, day) AS lev_slope,
        avg(motor_temp_max) FILTER (WHERE day < %(edge)s) AS temp_base,
        avg(motor_temp_max) FILTER (WHERE day >= %(window)s - %(edge)s) AS temp_recent,
+       sum(door_reopens) FILTER (WHERE day >= %(window)s - %(edge)s) AS reopens_recent,
+       sum(door_cycles) FILTER (WHERE day >= %(window)s - %(edge)s) AS cycles_recent,
        sum(trips) AS trips, sum(faults_all) AS faults_all, sum(faults_door) AS faults_door,
        sum(faults_safety) AS faults_safety
   FROM d GROUP BY unit_id HAVING count(*) >= %(min_days)s"""
 
 
-def load_features(conn: psycopg.Connection, now: datetime, window_days: int = WINDOW_DAYS) -> pd.DataFrame:
+def window_start(now: datetime, window_days: int = WINDOW_DAYS) -> datetime:
+    """First day (midnight UTC, a unit_daily bucket) of the feature window ending at `now`."""
+    return (now - timedelta(days=window_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def load_aggregates(conn: psycopg.Connection, now: datetime, window_days: int = WINDOW_DAYS, *,
+                    unit_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per unit (all, or `unit_ids`) of window aggregates: the aggregation is SQL."""
+    rows = conn.execute(FEATURES_SQL, {"from": window_start(now, window_days), "to": now, "edge": EDGE_DAYS,
+                                       "window": window_days, "min_days": MIN_DAYS, "units": unit_ids}).fetchall()
+    return pd.DataFrame(rows)
+
+
+def load_features(conn: psycopg.Connection, now: datetime, window_days: int = WINDOW_DAYS, *,
+                  unit_ids: list[str] | None = None) -> pd.DataFrame:
     """One row per unit: the aggregation is SQL; pandas only sees the result."""
-    start = (now - timedelta(days=window_days)).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = conn.execute(FEATURES_SQL, {"from": start, "to": now, "edge": EDGE_DAYS, "window": window_days,
-                                       "min_days": MIN_DAYS}).fetchall()
-    raw = pd.DataFrame(rows)
-    return features_from_aggregates(raw)
+    return features_from_aggregates(load_aggregates(conn, now, window_days, unit_ids=unit_ids))
 
 
 def _ratio(recent: pd.Series, base: pd.Series) -> pd.Series:
@@ -92,6 +114,12 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
     f = pd.DataFrame({"unit_id": raw["unit_id"], "unit_kind": raw["unit_kind"]})
     f["door_close_change"] = _ratio(raw["dc_recent"], raw["dc_base"])
     f["door_close_slope"] = raw["dc_slope"].astype(float) / raw["dc_base"].astype(float)
+    f["door_close_level"] = raw["dc_recent"].astype(float)
+    cycles = raw["cycles_recent"].astype(float)
+    f["door_reopen_rate"] = raw["reopens_recent"].astype(float) / cycles.where(cycles >= 50)  # too few closes: unknown
+    f["vibration_level"] = raw["vib_recent"].astype(float)
+    f["leveling_level"] = raw["lev_recent"].astype(float)
+    f["temp_level"] = raw["temp_recent"].astype(float)
     f["vibration_change"] = _ratio(raw["vib_recent"], raw["vib_base"])
     f["vibration_slope"] = raw["vib_slope"].astype(float) / raw["vib_base"].astype(float)
     f["leveling_change"] = _ratio(raw["lev_recent"], raw["lev_base"])
@@ -104,16 +132,48 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
     return f.replace([np.inf, -np.inf], np.nan).reset_index(drop=True)
 
 
+FAMILY = {"traction": "lifts", "hydraulic": "lifts", "escalator": "escalators", "moving_walk": "escalators"}
+MIN_PEERS = 10  # fewer units of a kind than this: compare them with their family (then the fleet)
+
+
+def peer_groups(features: pd.DataFrame) -> pd.Series:
+    """The population each unit is standardised against: its kind if the fleet has MIN_PEERS of
+    them with data, else its whole family (lifts, escalators), else the whole fleet. Three
+    moving walks make no baseline: one with four faults would be 40 robust sigmas out."""
+    kind = features["unit_kind"].astype(str)
+    family = kind.map(lambda k: FAMILY.get(k, k))
+    kind_n, family_n = kind.map(kind.value_counts()), family.map(family.value_counts())
+    return kind.where(kind_n >= MIN_PEERS, ("family:" + family).where(family_n >= MIN_PEERS, "fleet"))
+
+
+def _population(features: pd.DataFrame, group: str) -> pd.Index:
+    """The units whose distribution defines a peer group (its members may be fewer)."""
+    if group == "fleet":
+        return features.index
+    if group.startswith("family:"):
+        return features.index[features["unit_kind"].map(lambda k: FAMILY.get(k, k)) == group.removeprefix("family:")]
+    return features.index[features["unit_kind"] == group]
+
+
+def peer_medians(features: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """Median of every feature per peer group (what "typical of its peers" means in a reason)."""
+    groups = peer_groups(features) if groups is None else groups
+    cols = list(FEATURES)
+    return pd.DataFrame({g: features.loc[_population(features, g), cols].astype(float).median()
+                         for g in groups.unique()}).T
+
+
 def robust_z(features: pd.DataFrame) -> pd.DataFrame:
-    """(x - median) / (1.4826 * MAD) within each unit kind; missing values count as typical (0)."""
+    """(x - median) / (1.4826 * MAD) against each unit's peer group; missing values count as typical (0)."""
     cols = list(FEATURES)
     out = pd.DataFrame(index=features.index, columns=cols, dtype=float)
-    for _, idx in features.groupby("unit_kind").groups.items():
-        block = features.loc[idx, cols].astype(float)
-        med = block.median()
-        mad = (block - med).abs().median() * 1.4826
-        floor = pd.Series({c: FEATURES[c][2] for c in cols})
-        out.loc[idx, cols] = (block - med) / np.maximum(mad, floor)
+    floor = pd.Series({c: FEATURES[c][2] for c in cols})
+    groups = peer_groups(features)
+    for g, members in features.groupby(groups).groups.items():
+        ref = features.loc[_population(features, g), cols].astype(float)
+        med = ref.median()
+        mad = (ref - med).abs().median() * 1.4826
+        out.loc[members, cols] = (features.loc[members, cols].astype(float) - med) / np.maximum(mad, floor)
     return out.fillna(0.0)
 
 
@@ -143,31 +203,57 @@ SCORERS = {"robust_z": score_robust_z, "isolation_forest": score_isolation_fores
 DEFAULT_SCORER = "robust_z"
 
 
-def explain(features: pd.DataFrame, z: pd.DataFrame, i: int, top: int = 3) -> list[dict[str, Any]]:
-    """The unit's most harmful features, each with a sentence a supervisor can act on."""
+def _signal(col: str) -> str:
+    """door_close_level -> door_close; every fault rate -> faults: each signal is named once."""
+    return "faults" if col.endswith("fault_rate") else col.rsplit("_", 1)[0]
+
+
+def explain(features: pd.DataFrame, z: pd.DataFrame, i: int, typical: pd.Series | None = None,
+            top: int = 3) -> list[dict[str, Any]]:
+    """The unit's most harmful signals, each named once by its strongest feature, with a sentence
+    a supervisor can act on; `typical` holds the medians of the unit's kind (for level features)."""
     harmful = sorted(((z.at[i, c] * FEATURES[c][1], c) for c in FEATURES), reverse=True)
-    out = []
-    for zval, col in harmful[:top]:
-        if zval <= 2.0:
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for zval, col in harmful:
+        if zval <= 2.0 or len(out) == top:
             break
+        if _signal(col) in seen:
+            continue
+        seen.add(_signal(col))
+        typ = None if typical is None else typical.get(col)
+        text = _sentence(col, features.at[i, col], typ)
+        change = f"{_signal(col)}_change"
+        if col.endswith("_level") and change in FEATURES and z.at[i, change] > 2.0:
+            text += ", " + _change_phrase(change, features.at[i, change])
         out.append({"feature": col, "z": round(float(zval), 2), "value": _round(features.at[i, col]),
-                    "text": _sentence(col, features.at[i, col])})
+                    "typical": _round(typ), "text": text})
     return out
 
 
 def _round(v: Any) -> float | None:
-    return None if pd.isna(v) else round(float(v), 4)
+    return None if v is None or pd.isna(v) else round(float(v), 4)
 
 
-def _sentence(col: str, v: float) -> str:
+def _change_phrase(col: str, v: float) -> str:
+    word = {"door_close_change": "slower", "vibration_change": "higher", "leveling_change": "larger",
+            "temp_change": "hotter"}[col]
+    return f"{abs(v) * 100:.0f} % {word if v > 0 else 'lower'} than its own baseline"
+
+
+def _sentence(col: str, v: float, typical: float | None = None) -> str:
     name = FEATURES[col][0]
     if col.endswith("_change"):
-        word = {"door_close_change": "slower", "vibration_change": "higher", "leveling_change": "larger",
-                "temp_change": "hotter"}[col]
-        return f"{name} {abs(v) * 100:.0f} % {word if v > 0 else 'lower'} than its own baseline"
+        return f"{name} {_change_phrase(col, v)}"
     if col.endswith("_slope"):
         return f"{name} rising {v * 100:.1f} % of its baseline per day"
-    return f"{v:.1f} {name}"
+    against = "" if typical is None or pd.isna(typical) else " against {} typical of its peers"
+    if col == "door_reopen_rate":
+        return f"doors reopened on {v * 100:.0f} % of closes in the last week" + against.format(f"{typical * 100:.0f} %")
+    if col in LEVEL_UNITS:
+        unit, scale, dec = LEVEL_UNITS[col]
+        return f"{name} {v * scale:.{dec}f} {unit} in the last week" + against.format(f"{typical * scale:.{dec}f} {unit}")
+    return f"{v:.1f} {name} in {WINDOW_DAYS} days"
 
 
 def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None,
@@ -178,10 +264,12 @@ def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None
         return reconcile(conn, ("anomaly_prone",), [])
     z = robust_z(features)
     scored = SCORERS[scorer](z)
+    groups = peer_groups(features)
+    typical = peer_medians(features, groups)
     alerts = []
     with conn.transaction(), conn.cursor() as cur:
         for i, unit_id in features["unit_id"].items():
-            reasons = explain(features, z, i) if scored.flagged[i] else []
+            reasons = explain(features, z, i, typical.loc[groups[i]]) if scored.flagged[i] else []
             cur.execute(
                 """INSERT INTO unit_assessments (unit_id, assessed_at, anomaly_score, anomaly_flagged, anomaly_reasons, run_id)
                    VALUES (%s, %s, %s, %s, %s, %s)
