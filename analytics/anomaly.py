@@ -133,22 +133,26 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 FAMILY = {"traction": "lifts", "hydraulic": "lifts", "escalator": "escalators", "moving_walk": "escalators"}
-MIN_PEERS = 10  # fewer units of a kind than this: compare them with their family (then the fleet)
+MIN_PEERS = 10  # fewer units of a kind than this: compare them with their family, else with nobody
+ALONE = "alone"  # no peer group: judged against its own past only
+PEER_FEATURES = frozenset(c for c in FEATURES if c.endswith(("_level", "_rate")))  # meaningless without peers
 
 
 def peer_groups(features: pd.DataFrame) -> pd.Series:
     """The population each unit is standardised against: its kind if the fleet has MIN_PEERS of
-    them with data, else its whole family (lifts, escalators), else the whole fleet. Three
-    moving walks make no baseline: one with four faults would be 40 robust sigmas out."""
+    them with data, else its whole family (lifts, escalators), else none (ALONE). Three moving
+    walks make no baseline (one with four faults was 40 robust sigmas out), and escalators'
+    fault rates per start are no baseline for lifts' rates per trip."""
     kind = features["unit_kind"].astype(str)
     family = kind.map(lambda k: FAMILY.get(k, k))
     kind_n, family_n = kind.map(kind.value_counts()), family.map(family.value_counts())
-    return kind.where(kind_n >= MIN_PEERS, ("family:" + family).where(family_n >= MIN_PEERS, "fleet"))
+    return kind.where(kind_n >= MIN_PEERS, ("family:" + family).where(family_n >= MIN_PEERS, ALONE))
 
 
 def _population(features: pd.DataFrame, group: str) -> pd.Index:
-    """The units whose distribution defines a peer group (its members may be fewer)."""
-    if group == "fleet":
+    """The units whose distribution defines a peer group (its members may be fewer). ALONE units
+    take the spread of the whole fleet's changes against their own past (dimensionless)."""
+    if group == ALONE:
         return features.index
     if group.startswith("family:"):
         return features.index[features["unit_kind"].map(lambda k: FAMILY.get(k, k)) == group.removeprefix("family:")]
@@ -164,7 +168,8 @@ def peer_medians(features: pd.DataFrame, groups: pd.Series | None = None) -> pd.
 
 
 def robust_z(features: pd.DataFrame) -> pd.DataFrame:
-    """(x - median) / (1.4826 * MAD) against each unit's peer group; missing values count as typical (0)."""
+    """(x - median) / (1.4826 * MAD) against each unit's peer group; missing values count as
+    typical (0), and so do peer features of a unit that has no peers."""
     cols = list(FEATURES)
     out = pd.DataFrame(index=features.index, columns=cols, dtype=float)
     floor = pd.Series({c: FEATURES[c][2] for c in cols})
@@ -174,6 +179,8 @@ def robust_z(features: pd.DataFrame) -> pd.DataFrame:
         med = ref.median()
         mad = (ref - med).abs().median() * 1.4826
         out.loc[members, cols] = (features.loc[members, cols].astype(float) - med) / np.maximum(mad, floor)
+        if g == ALONE:
+            out.loc[members, sorted(PEER_FEATURES)] = 0.0
     return out.fillna(0.0)
 
 

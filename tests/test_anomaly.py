@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import psycopg
 import pytest
 from helpers import register_units
@@ -54,3 +55,23 @@ def test_degraded_units_are_flagged_with_the_right_top_feature(db_url: str, scor
     assert "door closing" in alerts["EL-07"]["reason"] and "slower than its own baseline" in alerts["EL-07"]["reason"]
     if scorer == "robust_z":  # the directional scorer raises no false alarm on this fleet
         assert set(alerts) == {"EL-07", "EL-21"}
+
+
+def test_units_are_compared_with_enough_peers_or_only_with_their_own_past() -> None:
+    """A kind with fewer than MIN_PEERS assessed units joins its family; a family that small has no
+    peers at all, and then only the changes against the unit's own past may flag it."""
+    kinds = ["traction"] * 30 + ["hydraulic"] * 4 + ["escalator"] * 6 + ["moving_walk"] * 2
+    f = pd.DataFrame({"unit_id": [f"U{i}" for i in range(len(kinds))], "unit_kind": kinds})
+    for col in anomaly.FEATURES:
+        f[col] = 1.0
+    groups = anomaly.peer_groups(f)
+    assert groups.value_counts().to_dict() == {"traction": 30, "family:lifts": 4, anomaly.ALONE: 8}
+    f.loc[f["unit_kind"] == "escalator", "fault_rate"] = 30.0  # escalators count faults per start:
+    f.loc[f.index[-1], "fault_rate"] = 90.0  # no lift is a baseline for that
+    f.loc[f.index[-2], "vibration_change"] = 2.0  # but tripling its own vibration counts anywhere
+    z = anomaly.robust_z(f)
+    flagged = anomaly.score_robust_z(z).flagged
+    assert list(f.loc[flagged, "unit_id"]) == [f"U{len(kinds) - 2}"]
+    assert (z.loc[groups == anomaly.ALONE, sorted(anomaly.PEER_FEATURES)] == 0).all().all()
+    f.loc[0, "door_close_level"] = 5000.0  # a traction lift among 30 is judged by its level too
+    assert anomaly.score_robust_z(anomaly.robust_z(f)).flagged[0]
