@@ -294,7 +294,7 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> Non
 
 def test_every_value_the_pages_name_by_prefix_has_a_text() -> None:
     """Templates say t("kind_" + alert.kind) and the like: each vocabulary is covered."""
-    from liftwatch.contract import EVENT_CODES
+    from liftwatch.contract import EVENT_CODES, MODES
     from maintenance.checklist import PLAN_KINDS
     from maintenance.routes_alerts import AlertKind
     from maintenance.workorders import RESULTS
@@ -308,10 +308,43 @@ def test_every_value_the_pages_name_by_prefix_has_a_text() -> None:
         "unit_status_": ("in_service", "out_of_service", "suspended", "decommissioned"),
         "key_": ("active", "revoked"), "kpi_": ("registration", "inspection", "maintenance", "hazards", "online"),
         "kpi_list_": ("registration", "inspection", "maintenance", "hazards", "online"),
-        "sign_statement_": ("performed", "confirmed"),
+        "sign_statement_": ("performed", "confirmed"), "mode_": MODES,
     }
     missing = [p + v for p, values in vocab.items() for v in values if p + v not in MESSAGES]
     assert missing == []
+
+
+# error codes of the modules behind the pages' scripts that no page can meet: work-order
+# creation and corrections are API-only, the record JSON is a plain link
+PAGE_UNREACHABLE_ERRORS = {"no_maintenance_company", "no_checklist", "bad_correction", "not_signed"}
+
+
+def test_every_api_error_a_page_can_meet_has_a_text_in_both_languages() -> None:
+    """lw.js shows MESSAGES["apierr_<code>"] in place of the API's English detail: every code the
+    work-order, key and alert endpoints raise has one (a new code without a text fails here)."""
+    from importlib import resources
+    pkg = resources.files("maintenance")
+    codes = {"not_found", "invalid_request", "invalid_value", "forbidden"}  # not_found(), the handlers, deps
+    for name in ("workorders.py", "routes_workorders.py", "routes_alerts.py"):
+        codes |= set(re.findall(r'ApiError\(\s*\d+,\s*"(\w+)"', (pkg / name).read_text()))
+    assert {"out_of_limit", "password_mismatch", "clock_skew", "key_revoked", "already_acknowledged"} <= codes
+    missing = sorted(c for c in codes - PAGE_UNREACHABLE_ERRORS if f"apierr_{c}" not in MESSAGES)
+    assert missing == []
+    lw = (resources.files("maintenance.web") / "static" / "lw.js").read_text()
+    assert "texts['apierr_' + data.error]" in lw
+
+
+def test_a_missing_rate_shows_a_dash_without_a_percent_sign() -> None:
+    from maintenance.web.i18n import translator
+    from maintenance.web.render import environment, formatters
+    row = {"company_name": "Maint MC1", "month": TODAY.replace(day=1), "orders_due": 0, "on_time_pct": None,
+           "unverified_visits": 0, "unverified_pct": None, "countersign_avg_h": None, "awaiting_countersign": 0,
+           "faults_72h_after_visits": 0}
+    html = environment().get_template("scorecards.html").render(
+        t=translator("zh"), user=None, lang="zh", html_lang="zh-CN", csrf="", csrf_field="csrf", version="test",
+        staff_roles=(), lang_links=[], js_texts={}, rows=[row], **formatters(Settings()))
+    cells = re.findall(r"<td>([^<]*)</td>", html.split('<table id="scorecards">')[1])
+    assert cells[2:4] == ["—", "0"] and "— %" not in html, cells
 
 
 def test_web_settings_are_validated() -> None:

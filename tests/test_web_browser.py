@@ -97,6 +97,11 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
     assert r.returncode == 0, r.stderr
     assert site.sql("SELECT count(*) AS n FROM alerts WHERE kind = 'maintenance_overdue' AND status = 'open'"
                     )[0]["n"] == 2
+    # a critical alert newer than the overdue ones: sorting by severity (then newest) would list it first
+    site.sql("INSERT INTO alerts (unit_id, kind, severity, reason, source, event_time) VALUES "
+             "('EL-2', 'entrapment', 'critical', 'passenger entrapment', 'ingest', now())")
+    assert site.sql("""SELECT min(opened_at) FILTER (WHERE kind = 'entrapment')
+                            > max(opened_at) FILTER (WHERE kind = 'maintenance_overdue') AS newer FROM alerts""")[0]["newer"]
     ctx = browser.new_context(viewport=DESKTOP)
     page = ctx.new_page()
     log = watch(page)
@@ -106,13 +111,16 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{site.base}/dashboard")
-    # overdue maintenance first
+    # overdue maintenance first, before the newer critical entrapment
     first = page.locator("#alerts tbody tr").first
     expect(first).to_contain_text("维保逾期")
     expect(first.locator(".sev")).to_have_text("严重")
+    kinds = page.locator("#alerts tbody tr td:nth-child(2)").all_inner_texts()
+    assert kinds[:3] == ["维保逾期", "维保逾期", "困人"], kinds
+    expect(page.locator("#alerts tbody tr", has_text="困人").locator(".sev")).to_have_text("严重")
     row = page.locator("#alerts tbody tr", has_text="EL-1").filter(has_text="维保逾期")
     alert_id = int(row.get_attribute("data-alert-id"))
-    row.get_by_role("button", name="确认").click()
+    row.get_by_role("button", name="确认 EL-1 维保逾期", exact=True).click()  # its accessible name says which alert
     expect(row.locator("td.ack")).to_contain_text("Sun Supervisor (super)")
     ack = site.sql("SELECT acknowledged_by, acknowledged_at FROM alerts WHERE alert_id = %s", (alert_id,))[0]
     assert ack["acknowledged_by"] == "Sun Supervisor (super)" and ack["acknowledged_at"] is not None
@@ -155,24 +163,31 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
     ctx.close()
 
 
+DEFECT_NOTE = "平层误差 14 mm，已报修"
+
+
 def _fill_checklist(page, site: Site) -> None:
-    """Every item of the half-monthly checklist through the page, one deliberate mistake first."""
-    # A-1-29 door lock engagement 6.5 mm is below the 7 mm limit: 'ok' is refused beside the field
+    """Every item of the half-monthly checklist through the page, one deliberate mistake first,
+    and one defect (A-1-23 stopping accuracy 14 mm, outside ±10 mm)."""
+    # A-1-29 door lock engagement 6.5 mm is below the 7 mm limit: 'ok' is refused beside the field,
+    # in the page's language (the API's detail is English)
     page.fill("#v-A-1-29", "6.5")
     page.select_option("#r-A-1-29", "ok")
-    expect(page.locator("#e-A-1-29-result")).to_contain_text("defect")
+    expect(page.locator("#e-A-1-29-result")).to_have_text(
+        "实测值超出限值：请将结果选为“存在缺陷”并在备注中说明，或核对实测值。")
     expect(page.locator("#r-A-1-29")).to_have_attribute("aria-invalid", "true")
     page.fill("#v-A-1-29", "8.5")
     page.press("#v-A-1-29", "Tab")  # leaving the field saves it, as on a phone
     expect(page.locator("#s-A-1-29")).to_contain_text("✓")
     expect(page.locator("#e-A-1-29-result")).to_be_hidden()
     page.fill("#v-A-1-05", "0.6")
-    page.fill("#v-A-1-23", "-2")
+    page.fill("#v-A-1-23", "14")
+    page.fill("#n-A-1-23", DEFECT_NOTE)
     for fs in page.locator("#checklist fieldset.item").all():
         code = fs.get_attribute("data-code")
         if code == "A-1-29":
             continue
-        fs.locator("select").select_option("adjusted" if code == "A-1-05" else "ok")
+        fs.locator("select").select_option({"A-1-05": "adjusted", "A-1-23": "defect"}.get(code, "ok"))
         expect(page.locator(f"#s-{code}")).to_contain_text("✓")
     expect(page.locator("#progress")).to_have_text("已填写 31 / 31 项")
     expect(page.locator("#sign-button")).to_be_enabled()
@@ -197,6 +212,9 @@ def _enrol(page, base: str) -> int:
     }""")
     assert stored["extractable"] is False and stored["exported"] is False, stored
     assert (stored["type"], stored["algorithm"]) == ("private", "Ed25519")
+    # the key list: every column has a header, and each revoke button names its key
+    expect(page.locator("#key-list thead th").last).to_have_text("操作")
+    expect(page.get_by_role("button", name=f"吊销密钥 {stored['key_id']}（phone）", exact=True)).to_be_visible()
     return stored
 
 
@@ -236,7 +254,7 @@ def test_technician_signs_and_user_unit_countersigns_in_the_browser(site: Site, 
     tech.evaluate("document.getElementById('item-A-1-28').scrollIntoView({block: 'start'})")
     screenshot(tech, "technician", full_page=False)
     _sign(tech, "not my password")
-    expect(tech.locator("#sign-password-error")).to_contain_text("password")
+    expect(tech.locator("#sign-password-error")).to_have_text("密码不正确。")
     expect(tech.locator("#sign-password")).to_have_attribute("aria-invalid", "true")
     assert site.sql("SELECT status FROM work_orders WHERE work_order_id = %s", (wo_id,))[0]["status"] == "in_progress"
     _sign(tech)
@@ -244,9 +262,18 @@ def test_technician_signs_and_user_unit_countersigns_in_the_browser(site: Site, 
     expect(tech.locator("#order-status")).to_have_attribute("data-status", "signed", timeout=10_000)
     expect(tech.locator("#signatures")).to_contain_text("张伟")
     assert tech_log.unexpected(422, 401) == []
+    # the defect recorded on the page opened a hazard for this order when it was signed
+    hazards = site.sql("SELECT unit_id, source, status, item_code, description, reported_by FROM hazards "
+                       "WHERE work_order_id = %s", (wo_id,))
+    assert len(hazards) == 1, hazards
+    hz = hazards[0]
+    assert (hz["unit_id"], hz["source"], hz["status"], hz["item_code"], hz["reported_by"]) == (
+        "EL-1", "defect", "open", "A-1-23", site.w.person["tech1"])
+    assert "measured 14 mm" in hz["description"] and DEFECT_NOTE in hz["description"], hz["description"]
 
     mgr_ctx, mgr, mgr_log, mgr_key = _signer(browser, site.base, "uu1", home="/countersign")
     mgr.goto(f"{site.base}/countersign")
+    assert no_horizontal_scroll(mgr)
     mgr.click(f"#order-{wo_id}")
     expect(mgr.locator("#record-items tbody tr")).to_have_count(31)
     expect(mgr.locator("#record-items")).to_contain_text("8.5 mm")
@@ -271,6 +298,8 @@ def test_technician_signs_and_user_unit_countersigns_in_the_browser(site: Site, 
                                                                           rfc8785.dumps(s["payload"]))
     items = {i["code"]: i for i in doc["record"]["items"]}
     assert items["A-1-29"]["measured_value"] == 8.5 and items["A-1-05"]["result"] == "adjusted"
+    assert (items["A-1-23"]["result"], items["A-1-23"]["measured_value"], items["A-1-23"]["note"]) == (
+        "defect", 14, DEFECT_NOTE)
     tampered = {**doc["signatures"][0]["payload"], "name": "Someone Else"}
     with pytest.raises(InvalidSignature):
         Ed25519PublicKey.from_public_bytes(_b64d(doc["signatures"][0]["public_key"])).verify(
@@ -351,13 +380,32 @@ def test_public_page_without_login_and_a_problem_report(site: Site, browser) -> 
     page.goto(f"{site.base}/sites/S1/notices")
     expect(page.locator("article.notice")).to_have_count(2)
     expect(page.locator("#notice-ES-1")).to_be_visible()
+    assert no_horizontal_scroll(page)
+    assert log.unexpected(422) == []  # the sheet and the login added no error of their own
     ctx.close()
 
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
 
+def _tab_to_ack_button(page) -> str:
+    """From the filter form's last control, Tab (only) into the alert list until an acknowledge
+    button has the focus; returns its alert id."""
+    page.focus("#alert-filters button[type=submit]")
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if page.evaluate("!!document.activeElement.closest('td.ack') && document.activeElement.tagName === 'BUTTON'"):
+            return page.evaluate("document.activeElement.closest('tr').dataset.alertId")
+    raise AssertionError("Tab did not reach an acknowledge button")
+
+
+def _focused_row(page) -> tuple[str, str]:
+    return page.evaluate("""() => { const tr = document.activeElement.closest('tr');
+                                    return [tr.cells[0].textContent.trim(), tr.cells[1].textContent.trim()]; }""")
+
+
 def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) -> None:
+    age_schedule(site.w.dsn, 25)  # two overdue-maintenance alerts to acknowledge by keyboard
     telemetry_history(site.w.dsn, "EL-1", days=3)
     _pass(site.w.dsn)
     wo_id = site.w.order("EL-1", "half_monthly")["work_order_id"]
@@ -365,43 +413,73 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
     page = ctx.new_page()
     log = watch(page)
     page.goto(f"{site.base}/login")
+    assert no_horizontal_scroll(page)
     assert unlabelled_controls(page) == []
     page.evaluate("document.body.append(document.createElement('input'))")  # the check sees a nameless one
     assert len(unlabelled_controls(page)) == 1
     page.reload()
-    for _ in range(12):  # keyboard only: Tab to the username field
-        if page.evaluate("document.activeElement && document.activeElement.id") == "username":
-            break
+    # keyboard only, from the page itself: whatever autofocus did is undone, and a tap on the
+    # page's background (not a control) puts the starting point at the body, as for a visitor
+    # who has not touched the form yet
+    page.evaluate("document.activeElement.blur()")
+    page.mouse.click(2, PHONE["height"] - 2)
+    assert page.evaluate("document.activeElement === document.body")
+    visited = []
+    for _ in range(8):
         page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "username"
+        visited.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+        if visited[-1] == "username":
+            break
+    assert visited == ["skip", "brand", "lang-zh", "lang-en", "username"], visited
     page.keyboard.type("super")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "password"
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{site.base}/dashboard")
-    # the acknowledge buttons and the map's links are reachable by keyboard too
+    # an acknowledge button by Tab, its accessible name says which alert, Enter acknowledges
+    alert_id = _tab_to_ack_button(page)
+    unit, kind = _focused_row(page)
+    assert (unit, kind) in {("EL-1", "维保逾期"), ("EL-2", "维保逾期")}, (unit, kind)
+    expect(page.get_by_role("button", name=f"确认 {unit} {kind}", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(f'#alerts tr[data-alert-id="{alert_id}"] td.ack')).to_contain_text("Sun Supervisor (super) 于")
+    assert site.sql("SELECT acknowledged_by FROM alerts WHERE alert_id = %s", (alert_id,))[0]["acknowledged_by"] \
+        == "Sun Supervisor (super)"
+    # the map's links are reachable by keyboard too
     focusable = page.evaluate("""() => [...document.querySelectorAll('#unit-map a')].map(a => {
         a.focus(); return document.activeElement === a; })""")
     assert focusable and all(focusable)
 
     staff_pages = ["/dashboard", "/kpi/maintenance", "/kpi/online", "/units/EL-1", "/scorecards", "/u/EL-1",
-                   "/u/EL-1/notice"]
+                   "/u/EL-1/notice", "/sites/S1/notices"]
+    bilingual = staff_pages[-2:]  # the printed notices carry both languages at once
     for path in staff_pages:
         page.goto(site.base + path)
         assert no_horizontal_scroll(page), path
         assert unlabelled_controls(page) == [], path
+        if path == "/units/EL-1":  # the modes chart's legend is in the page's language too
+            expect(page.locator("#chart-modes figcaption .key")).to_have_text(["正常运行", "检修运行"])
     # English, kept by a cookie from page to page, and back
     page.goto(f"{site.base}/dashboard")
     page.click("#lang-en")
     expect(page.locator("h1")).to_have_text("Supervision dashboard")
     assert page.locator("html").get_attribute("lang") == "en"
-    for path in staff_pages[:-1]:
+    # the other overdue alert, by keyboard in English: Space acknowledges
+    alert_id = _tab_to_ack_button(page)
+    unit, kind = _focused_row(page)
+    assert kind == "Maintenance overdue", kind
+    expect(page.get_by_role("button", name=f"Acknowledge {unit} Maintenance overdue", exact=True)).to_be_focused()
+    page.keyboard.press("Space")
+    expect(page.locator(f'#alerts tr[data-alert-id="{alert_id}"] td.ack')).to_contain_text("by Sun Supervisor (super) at")
+    for path in [p for p in staff_pages if p not in bilingual]:
         page.goto(site.base + path)
-        ui = page.evaluate("""() => [...document.querySelectorAll('h1, h2, h3, label, th, button, legend, nav a, dt')]
+        ui = page.evaluate("""() => [...document.querySelectorAll('h1, h2, h3, label, th, button, legend, nav a, dt, figcaption')]
             .filter(e => !e.closest('[lang="zh-CN"]')).map(e => e.textContent).join(' | ')""")
         assert not CJK.search(ui), (path, CJK.findall(ui)[:10], ui[:500])
         assert no_horizontal_scroll(page), path
+        if path == "/units/EL-1":
+            expect(page.locator("#chart-modes figcaption .key")).to_have_text(["normal", "inspection"])
     page.click("#lang-zh")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     assert log.unexpected() == []
@@ -417,7 +495,18 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
             assert no_horizontal_scroll(tech), (path, lang)
             assert unlabelled_controls(tech) == [], (path, lang)
             assert bool(CJK.search(tech.locator("h1").inner_text())) is (lang == "zh"), (path, lang)
-    assert tech_log.unexpected() == []
+    # the API's errors in the page's language (English here); a code the pages do not know keeps
+    # the API's own detail
+    tech.goto(f"{site.base}/tech/orders/{wo_id}?lang=en")
+    tech.fill("#v-A-1-29", "6.5")
+    tech.select_option("#r-A-1-29", "ok")
+    expect(tech.locator("#e-A-1-29-result")).to_have_text(
+        "The measured value is outside the limit: choose the result 'defect' and describe it in the note, "
+        "or check the value.")
+    unknown = tech.evaluate("""(id) => LW.api('GET', '/api/v1/work-orders/' + id + '/record')
+                                 .then(() => 'no error', (e) => [e.code, e.message])""", wo_id)
+    assert unknown == ["not_signed", "work order is in_progress; a record exists once the technician has signed"]
+    assert tech_log.unexpected(422, 409) == []
     ctx.close()
 
 

@@ -98,7 +98,7 @@ def unit_page(unit_id: str, request: Request, user: PageUser, conn: ConnDep) -> 
     days = insights.series(conn, unit_id, bucket="day", since_days=30)
     for r in days:
         r["trips"] = r["trips"] or 0
-    mode_names = {m: (t("live_maintenance") if m == "inspection" else m.replace("_", " ")) for m in charts.MODE_ORDER}
+    mode_names = {m: t("mode_" + m) for m in charts.MODE_ORDER}
     modes_svg, modes_present = charts.modes_chart(t("chart_modes"), days, mode_names)
     chart_list = [
         ("door", charts.line_chart(t("chart_door"), days, [("door_close_ms_mean", "s1"), ("door_close_ms_p95", "s2")]),

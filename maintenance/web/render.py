@@ -23,8 +23,9 @@ STAFF_ROLES = ("admin", "supervisor", "company_manager")  # who sees the dashboa
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # the texts the pages' scripts need (handed over as JSON in the page, in its language)
 JS_TEXT_PREFIXES = ("kind_", "sev_", "result_", "error_", "sign_", "keys_", "wo_status_", "key_", "meaning_",
-                    "role_", "live_")
-JS_TEXTS = ("acknowledged_by", "ack_failed", "alerts_updated", "alerts_none", "alerts_shown", "acknowledge", "saved",
+                    "role_", "live_", "apierr_")
+JS_TEXTS = ("acknowledged_by", "ack_failed", "alerts_updated", "alerts_none", "alerts_shown", "acknowledge",
+            "acknowledge_alert", "saved",
             "checklist_progress", "loading", "revoke", "checkin_done")
 
 

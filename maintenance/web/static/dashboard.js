@@ -28,6 +28,7 @@
       const b = document.createElement('button');
       b.type = 'button';
       b.textContent = LW.t('acknowledge');
+      b.setAttribute('aria-label', LW.t('acknowledge_alert', {unit: a.unit_id, kind: LW.t('kind_' + a.kind)}));
       b.addEventListener('click', () => acknowledge(a.alert_id, td));
       td.append(b);
     } else {
@@ -64,12 +65,14 @@
       td.replaceWith(fresh);
     } catch (e) {
       LW.show(ackError, LW.t('ack_failed', {e: e.message}));
-      if (e.code === 'already_acknowledged') refresh();
+      if (e.code === 'already_acknowledged') refresh(true);
     }
   }
 
-  async function refresh() {
-    if (busy || document.hidden) return;
+  // force: even while the keyboard focus is in the list (a refresh would take the focused row
+  // away from under a keyboard user; it waits until the focus leaves the list)
+  async function refresh(force) {
+    if (busy || document.hidden || (!force && tbody.contains(document.activeElement))) return;
     busy = true;
     const q = new URLSearchParams({status: 'open', order: 'priority', limit: table.dataset.limit});
     for (const [k, v] of new FormData(form)) {
@@ -104,8 +107,8 @@
       acknowledge(f.dataset.alertId, f.closest('td'));
     });
   }
-  setInterval(refresh, Number(table.dataset.refreshMs) || 30000);
-  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
+  setInterval(() => refresh(false), Number(table.dataset.refreshMs) || 30000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(false); });
 
   const map = document.getElementById('unit-map');
   const colour = document.getElementById('map-colour');

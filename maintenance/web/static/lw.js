@@ -1,5 +1,6 @@
 // Shared by every page: texts in the page's language, JSON API calls with the session's
-// CSRF token, readable errors, times in the display time zone.
+// CSRF token, readable errors (in the page's language for every error code i18n.py names
+// as apierr_<code>, the API's own detail otherwise), times in the display time zone.
 'use strict';
 const LW = (() => {
   const node = document.getElementById('lw-i18n');
@@ -41,6 +42,8 @@ const LW = (() => {
       if (r.status === 401 && data.error === 'not_authenticated') data.detail = t('error_session');
       if (data.error === 'csrf') data.detail = t('error_csrf');
       if (r.status >= 500) data.detail = t('error_500');
+      // the API's detail is English; a code the pages know is said in the page's language
+      else if (texts['apierr_' + data.error]) data.detail = texts['apierr_' + data.error];
       throw new ApiError(r.status, data);
     }
     const total = r.headers.get('X-Total-Count');  // lists: the count before paging
