@@ -21,6 +21,8 @@ router = APIRouter(prefix="/api/v1", tags=["alerts"])
 AlertKind = Literal["maintenance_overdue", "maintenance_due_soon", "countersign_missing", "unverified_visit",
                     "inspection_overdue", "inspection_due_soon", "anomaly_prone", "frequent_faults", "offline",
                     "entrapment"]
+Severity = Literal["info", "warning", "critical"]
+
 
 class AlertPublic(BaseModel):
     alert_id: int
@@ -39,6 +41,12 @@ class AlertPublic(BaseModel):
     acknowledged_at: datetime | None
 
 
+class AlertCount(BaseModel):
+    kind: AlertKind
+    severity: Severity
+    count: int
+
+
 # LEFT JOIN: admin and supervisor (scope TRUE) also see an alert whose unit has left the
 # registry, and their count(*) does not touch units at all; any other scope names a column of
 # u, which turns the join back into an inner one
@@ -53,7 +61,7 @@ _ORDER = {
 @router.get("/alerts", response_model=list[AlertPublic])
 def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDep,
                 status: Literal["open", "resolved", "all"] = "open", kind: AlertKind | None = None,
-                severity: Literal["info", "warning", "critical"] | None = None, unit_id: str | None = None,
+                severity: Severity | None = None, unit_id: str | None = None,
                 acknowledged: bool | None = None,
                 order: Annotated[Literal["newest", "priority"], Query(
                     description="newest first, or priority: overdue maintenance first, then by severity")] = "newest",
@@ -69,6 +77,21 @@ def list_alerts(user: CurrentUser, conn: ConnDep, response: Response, pg: PageDe
         where.append("a.acknowledged_at IS NOT NULL" if acknowledged else "a.acknowledged_at IS NULL")
     return fetch_page(conn, response, select="a.*", from_where=f"{_FROM} WHERE {' AND '.join(where)}",
                       params=args, order_by=_ORDER[order], pg=pg)
+
+
+def open_alert_counts(conn, user: User) -> list[dict]:
+    """Open alerts in the user's scope, counted per (kind, severity): the dashboard's matrix at
+    page load and on each refresh, and GET /alerts/summary."""
+    cond, params = user.scope.unit_filter("u")
+    return conn.execute(f"""SELECT a.kind, a.severity, count(*) AS count {_FROM}
+                             WHERE a.status = 'open' AND {cond} GROUP BY 1, 2 ORDER BY 1, 2""",  # noqa: S608
+                        params).fetchall()
+
+
+@router.get("/alerts/summary", response_model=list[AlertCount],
+            summary="Open alerts in your scope, counted per kind and severity (kinds without one are left out)")
+def alert_summary(user: CurrentUser, conn: ConnDep) -> list[dict]:
+    return open_alert_counts(conn, user)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,

@@ -115,6 +115,8 @@ MATRIX: dict[str, dict[str, tuple]] = {
                                                                   FOREIGN: (401,  SEES,  SEES,  HIDES, HIDES, HIDES)},
     "POST /api/v1/alerts/{alert_id}/acknowledge":                {OWN:     (401,  200,   200,   200,   403,   403),
                                                                   FOREIGN: (401,  200,   200,   404,   403,   403)},
+    # counts only (no ids): which alerts each caller counts is tested in test_web_api.py
+    "GET /api/v1/alerts/summary":                                {NONE:    (401,  200,   200,   200,   200,   200)},
     # audit log
     "GET /api/v1/audit":                                         {NONE:    (401,  200,   403,   403,   403,   403)},
     # what the pages show (routes_insights.py)
@@ -281,6 +283,7 @@ _simple("POST /api/v1/maintenance/schedule")
 _simple("GET /api/v1/audit", params={"action": "login_ok"})
 _simple("GET /api/v1/kpis")
 _simple("GET /api/v1/scorecards")
+_simple("GET /api/v1/alerts/summary")
 for _path in ("series", "events", "history"):
     REQUESTS[f"GET /api/v1/units/{{unit_id}}/{_path}"] = (
         lambda c, who, t, _path=_path: Req("GET", f"/api/v1/units/{c.unit(t)}/{_path}"))

@@ -5,8 +5,10 @@ layer's security: the cookie session, CSRF, the login form, headers and error pa
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
 
 import pytest
 import segno
@@ -101,6 +103,30 @@ def test_the_map_merges_dots_over_its_limit_and_escapes_names() -> None:
     assert isinstance(svg, Markup) and charts.distribution_map([], "map", str) == (Markup(""), False)
 
 
+def test_map_labels_stay_inside_the_map() -> None:
+    """A dot at the right edge carries its label on its left (text-anchor end), inside the
+    viewBox; a label near the top or bottom edge stays inside too."""
+    pts = [{"unit_id": uid, "lat": 31.0, "lon": lon, "risk_grade": None, "state": "ok", "site_name": "s"}
+           for uid, lon in (("EL-WEST", 121.0), ("EL-MIDDLE", 121.5), ("EL-EAST-LONG-ID", 122.0))]
+    svg, _ = charts.distribution_map(pts, "map", lambda p: p["unit_id"])
+    root = ElementTree.fromstring(str(svg))
+    assert root.get("viewBox") == f"0 0 {charts.MAP_W} {charts.MAP_H}"
+    dot = {a.find("text").text: float(a.find("circle").get("cx")) for a in root.iter("a")}
+    label = {t.text: t for t in root.iter("text")}
+    assert dot["EL-EAST-LONG-ID"] > charts.MAP_W - 30  # the dot is at the right edge
+    east = label["EL-EAST-LONG-ID"]
+    assert east.get("text-anchor") == "end" and float(east.get("x")) < dot["EL-EAST-LONG-ID"]
+    for uid, t in label.items():
+        x, width = float(t.get("x")), charts._label_width(uid)
+        left, right = (x - width, x) if t.get("text-anchor") == "end" else (x, x + width)
+        assert 0 <= left < right <= charts.MAP_W, (uid, left, right)
+        assert charts.MAP_LABEL_PX <= float(t.get("y")) <= charts.MAP_H - 4, uid
+    assert label["EL-WEST"].get("text-anchor") is None and label["EL-MIDDLE"].get("text-anchor") is None
+    for y in (0.0, 3.0, charts.MAP_H - 1.0):  # a dot at the very top or bottom
+        t = ElementTree.fromstring(charts._map_label("EL-1", 300.0, y))
+        assert charts.MAP_LABEL_PX <= float(t.get("y")) <= charts.MAP_H - 4, (y, t.get("y"))
+
+
 def test_scorecards_follow_the_scope(world: World) -> None:
     age_schedule(world.dsn, 20)
 
@@ -167,6 +193,48 @@ def test_priority_order_puts_overdue_maintenance_first(world: World) -> None:
     ranked = world.client.get("/api/v1/alerts", headers=world.h("super"), params={"order": "priority"}).json()
     kinds = [a["kind"] for a in ranked]
     assert kinds[:2] == ["maintenance_overdue", "maintenance_overdue"] and "inspection_overdue" in kinds
+
+
+def test_alert_summary_counts_the_open_alerts_each_caller_sees(world: World) -> None:
+    world.sql("""INSERT INTO alerts (unit_id, kind, severity, reason, source) VALUES
+                 ('EL-1', 'offline', 'warning', 'silent', 'analytics'),
+                 ('ES-1', 'offline', 'warning', 'silent', 'analytics'),
+                 ('EL-1', 'entrapment', 'critical', 'trapped', 'ingest'),
+                 ('EL-2', 'frequent_faults', 'warning', 'faults', 'analytics'),
+                 ('EL-2', 'inspection_overdue', 'critical', 'expired', 'analytics')""")
+    world.sql("""INSERT INTO alerts (unit_id, kind, severity, reason, source, status, resolved_at) VALUES
+                 ('EL-2', 'offline', 'warning', 'was silent', 'analytics', 'resolved', now())""")
+    # acknowledged alerts are still open: they count
+    world.sql("UPDATE alerts SET acknowledged_by = 'x', acknowledged_at = now() WHERE unit_id = 'ES-1'")
+
+    def summary(who: str) -> dict[tuple[str, str], int]:
+        r = world.client.get("/api/v1/alerts/summary", headers=world.h(who))
+        assert r.status_code == 200, r.text
+        rows = r.json()
+        assert all(set(c) == {"kind", "severity", "count"} and c["count"] > 0 for c in rows), rows
+        return {(c["kind"], c["severity"]): c["count"] for c in rows}
+
+    def listed(who: str) -> dict[tuple[str, str], int]:
+        r = world.client.get("/api/v1/alerts", headers=world.h(who), params={"status": "open", "limit": 1000})
+        assert r.status_code == 200, r.text
+        return dict(Counter((a["kind"], a["severity"]) for a in r.json()))
+
+    assert summary("super") == {("offline", "warning"): 2, ("entrapment", "critical"): 1,
+                                ("frequent_faults", "warning"): 1, ("inspection_overdue", "critical"): 1}
+    # MC1's manager: EL-1 and ES-1 only; MC2's technician and UU2: EL-2 only
+    assert summary("mgr1") == {("offline", "warning"): 2, ("entrapment", "critical"): 1}
+    assert summary("tech2") == summary("uu2") == {("frequent_faults", "warning"): 1,
+                                                  ("inspection_overdue", "critical"): 1}
+    for who in ("admin", "super", "mgr1", "tech1", "tech2", "uu1", "uu2"):
+        assert summary(who) == listed(who), who  # the counts are the rows the list shows
+    assert world.client.get("/api/v1/alerts/summary").status_code == 401
+    schema = world.client.app.openapi()["paths"]["/api/v1/alerts/summary"]["get"]["responses"]["200"]
+    assert schema["content"]["application/json"]["schema"]["items"]["$ref"].endswith("/AlertCount")
+    # the dashboard's matrix comes from the same counts: the manager's page has no MC2 kinds
+    _page_login(world, "mgr1")
+    matrix = world.client.get("/dashboard").text.split('id="alert-matrix"')[1].split("</table>")[0]
+    assert re.findall(r'href="/dashboard\?kind=(\w+)&amp;severity=(\w+)">(\d+)<', matrix) == [
+        ("offline", "warning", "2"), ("entrapment", "critical", "1")]
 
 
 # --- the session cookie, CSRF and the login form ---------------------------------------------------

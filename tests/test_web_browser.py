@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from analytics.run import PassOptions, run_pass
 from liftwatch.settings import Settings
+from maintenance.web import charts
+from maintenance.web.i18n import MESSAGES
+from maintenance.web.pages_supervisor import ALERT_KINDS, SEVERITIES
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +86,37 @@ def site(db_url: str) -> Iterator[Site]:
 
 def _pass(dsn: str) -> dict:
     return run_pass(dsn, PassOptions(first_window=timedelta(days=30)))
+
+
+# the dashboard's alert matrix as shown: per row, each cell's text and its link (or null)
+MATRIX_JS = """(doc) => [...(doc || document).querySelectorAll('#alert-matrix tbody tr')].map(tr =>
+    [...tr.cells].map(c => [c.textContent.trim(), c.querySelector('a')?.getAttribute('href') ?? null]))"""
+
+
+def _open_counts(site: Site) -> dict[tuple[str, str], int]:
+    rows = site.sql("SELECT kind, severity, count(*) AS n FROM alerts WHERE status = 'open' GROUP BY 1, 2")
+    return {(r["kind"], r["severity"]): r["n"] for r in rows}
+
+
+def _expected_matrix(counts: dict[tuple[str, str], int]) -> list:
+    """The matrix a supervisor (who sees every unit) should see, in Chinese."""
+    rows = []
+    for k in ALERT_KINDS:
+        mine = {s: n for (kind, s), n in counts.items() if kind == k}
+        if not mine:
+            continue
+        cells = [[MESSAGES["kind_" + k][0], f"/dashboard?kind={k}"]]
+        cells += [[str(mine.get(s, 0)), f"/dashboard?kind={k}&severity={s}" if mine.get(s) else None]
+                  for s in SEVERITIES]
+        rows.append([*cells, [str(sum(mine.values())), None]])
+    return rows or [[[MESSAGES["alerts_none"][0], None]]]
+
+
+def _wait_for_matrix(page, expected: list, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (shown := page.evaluate(MATRIX_JS)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert shown == expected
 
 
 def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site, browser) -> None:
@@ -134,18 +169,42 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
 
     # a new alert appears without a reload: EL-2's inspection certificate ran out yesterday
     page.evaluate("window.__stillTheSamePage = true")
+    assert page.evaluate(MATRIX_JS) == _expected_matrix(_open_counts(site))
+    expect(page.locator("#alert-matrix tbody tr", has_text="定期检验过期")).to_have_count(0)
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     r = site.w.client.patch("/api/v1/units/EL-2", headers=site.w.h("admin"),
                             json={"next_inspection_due": yesterday, "last_inspection_on": "2025-01-01"})
     assert r.status_code == 200, r.text
     _pass(site.w.dsn)
     expect(page.locator("#alerts tbody tr", has_text="定期检验过期")).to_have_count(1, timeout=10_000)
+    # the kind x severity matrix above the list is rebuilt by the same refresh: it counts the new
+    # alert (a link that filters the list by kind, and by kind and severity) and agrees with the list
+    inspection = page.locator("#alert-matrix tbody tr", has_text="定期检验过期")
+    expect(inspection).to_have_count(1, timeout=5_000)
+    expect(inspection.locator("th a")).to_have_attribute("href", "/dashboard?kind=inspection_overdue")
+    expect(inspection.locator('a[href="/dashboard?kind=inspection_overdue&severity=critical"]')).to_have_text("1")
+    expected = _expected_matrix(_open_counts(site))
+    _wait_for_matrix(page, expected)
+    listed = page.locator("#alerts tbody tr").count()
+    assert sum(int(row[-1][0]) for row in expected) == listed, (expected, listed)
+    # ... and it is the table the server would draw now (a reload would change nothing)
+    served = page.evaluate(f"""async () => {{
+        const html = await (await fetch('/dashboard')).text();
+        return ({MATRIX_JS})(new DOMParser().parseFromString(html, 'text/html')); }}""")
+    assert served == expected
     assert page.evaluate("window.__stillTheSamePage === true")
     expect(page.locator(f'#alerts tr[data-alert-id="{alert_id}"] td.ack')).to_contain_text("Sun Supervisor")
 
     # KPI tiles lead to the lists behind them; the map links each unit
     expect(page.locator("#kpi-maintenance .tile-value")).to_have_text("0.0 %")
     expect(page.locator("#unit-map a")).to_have_count(3)
+    # every label is drawn inside the map (the east site's dot is at the right edge: its label
+    # sits on the dot's left)
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#unit-map text.pt-label')].map(t => {
+        const b = t.getBBox(); return [t.textContent, b.x, b.y, b.x + b.width, b.y + b.height]; })""")
+    assert len(boxes) == 3, boxes
+    assert all(0 <= x0 and x1 <= charts.MAP_W and 0 <= y0 and y1 <= charts.MAP_H for _, x0, y0, x1, y1 in boxes), boxes
+    assert page.locator("#unit-map text.pt-label", has_text="EL-2").get_attribute("text-anchor") == "end"
     screenshot(page, "dashboard")
     page.get_by_label("运行状态").check()
     assert page.locator("figure.map-fig").get_attribute("data-colour") == "state"

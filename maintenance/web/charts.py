@@ -22,6 +22,8 @@ MAP_W, MAP_H = 640, 420
 MAP_MAX_POINTS = 3000     # beyond this, units are merged into grid cells (an SVG of 50 k dots is 5 MB)
 MAP_CELL_PX = 12
 MAP_LABELS_UP_TO = 40     # few units: each dot also carries its unit id
+MAP_LABEL_PX = 11         # the labels' font size (app.css .pt-label), in the viewBox's units
+MAP_LABEL_GAP = 9         # from a dot's centre to its label
 GRADE_RANK = {"A": 1, "B": 2, "C": 3, "D": 4}
 STATE_RANK = {"ok": 0, "warning": 1, "offline": 2, "out_of_service": 3, "critical": 4}
 
@@ -152,6 +154,24 @@ def _project(points: list[dict[str, Any]]) -> tuple[Any, float]:
     return xy, scale
 
 
+def _label_width(text: str) -> float:
+    """A generous estimate of a label's width (no font metrics here): 0.7 em per Latin character
+    (capitals and digits of a sans-serif are 0.6-0.8 em), 1 em per wide one."""
+    return sum(MAP_LABEL_PX * (1.0 if ord(ch) >= 0x2E80 else 0.7) for ch in text)
+
+
+def _map_label(text: str, x: float, y: float) -> str:
+    """A dot's label, right of the dot, or left of it (text-anchor end) where it would run past the
+    right edge; kept inside vertically near the top and bottom."""
+    width = _label_width(text)
+    anchor = ""
+    lx = x + MAP_LABEL_GAP
+    if lx + width > MAP_W - 2 and x - MAP_LABEL_GAP - width >= 2:
+        lx, anchor = x - MAP_LABEL_GAP, ' text-anchor="end"'
+    ly = min(max(y + 4, MAP_LABEL_PX), MAP_H - 4)  # y is the baseline: the ascent above, descenders below
+    return f'<text class="pt-label" x="{lx:.1f}" y="{ly:.1f}"{anchor}>{escape(text)}</text>'
+
+
 def distribution_map(points: list[dict[str, Any]], label: str, describe) -> tuple[Markup, bool]:
     """Dots by position with classes g-<grade> and s-<state> (CSS colours one or the other); each
     dot links to its unit. Over MAP_MAX_POINTS units, dots merge into grid cells. Returns the
@@ -168,8 +188,7 @@ def distribution_map(points: list[dict[str, Any]], label: str, describe) -> tupl
         for p in points:
             x, y = xy(p["lat"], p["lon"])
             grade = p["risk_grade"] or "none"
-            label = (f'<text class="pt-label" x="{x + 9:.1f}" y="{y + 4:.1f}">{escape(p["unit_id"])}</text>'
-                     if labels else "")
+            label = _map_label(p["unit_id"], x, y) if labels else ""
             out.append(f'<a href="/units/{escape(p["unit_id"])}"><title>{escape(describe(p))}</title>'
                        f'<circle class="pt g-{grade} s-{p["state"]}" cx="{x:.1f}" cy="{y:.1f}" r="6"/>{label}</a>')
     else:

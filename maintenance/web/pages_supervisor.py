@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from maintenance import insights
 from maintenance.deps import ConnDep, User
 from maintenance.paging import Page
-from maintenance.routes_alerts import AlertKind, acknowledge, list_alerts
+from maintenance.routes_alerts import AlertKind, acknowledge, list_alerts, open_alert_counts
 from maintenance.routes_registry import unit_in_scope
 from maintenance.routes_status import unit_status
 from maintenance.web import charts
@@ -41,12 +41,10 @@ def _alerts(user: User, conn, *, kind: str | None, severity: str | None, ack: st
 
 
 def _matrix(conn, user: User) -> dict[str, dict[str, int]]:
-    cond, params = user.scope.unit_filter("u")
-    rows = conn.execute(f"""SELECT a.kind, a.severity, count(*) AS n FROM alerts a LEFT JOIN units u USING (unit_id)
-                             WHERE a.status = 'open' AND {cond} GROUP BY 1, 2""", params).fetchall()  # noqa: S608
+    """kind -> severity -> open alerts; dashboard.js rebuilds the same table from GET /api/v1/alerts/summary."""
     out: dict[str, dict[str, int]] = {}
-    for r in rows:
-        out.setdefault(r["kind"], {})[r["severity"]] = r["n"]
+    for r in open_alert_counts(conn, user):
+        out.setdefault(r["kind"], {})[r["severity"]] = r["count"]
     return out
 
 

@@ -1,5 +1,6 @@
-// Dashboard: acknowledge without a reload, re-read the open alerts every few seconds, and
-// switch the map's colouring between risk grade and status.
+// Dashboard: acknowledge without a reload, re-read the open alerts (the list and the kind x
+// severity matrix above it) every few seconds, and switch the map's colouring between risk
+// grade and status.
 'use strict';
 (() => {
   const table = document.getElementById('alerts');
@@ -9,7 +10,9 @@
   const ackError = document.getElementById('ack-error');
   const count = document.getElementById('alerts-count');
   const canAck = table.dataset.canAck === '1';
+  const matrix = document.getElementById('alert-matrix');
   let busy = false;
+  let matrixShown = null;  // the counts the matrix was last built from (JSON): unchanged, it is left alone
   // the column names, for the narrow layout where each row is a card (CSS shows data-label)
   const labels = [...table.tHead.rows[0].cells].map((th) => th.textContent);
 
@@ -56,6 +59,59 @@
     return tr;
   }
 
+  function link(href, text) {
+    const a = document.createElement('a');
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  // the same table as dashboard.html draws: a row per kind with open alerts (in the page's
+  // order of kinds), a cell per severity (a link filtering the list, or 0), the row's total
+  function matrixRows(counts) {
+    const kinds = matrix.dataset.kinds.split(' ');
+    const severities = matrix.dataset.severities.split(' ');
+    const by = {};
+    for (const c of counts) (by[c.kind] ??= {})[c.severity] = c.count;
+    const rows = [];
+    for (const k of kinds) {
+      if (!by[k]) continue;
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.append(link('/dashboard?' + new URLSearchParams({kind: k}), LW.t('kind_' + k)));
+      tr.append(th);
+      let total = 0;
+      for (const s of severities) {
+        const n = by[k][s] || 0;
+        total += n;
+        const td = cell(n ? undefined : '0');
+        if (n) td.append(link('/dashboard?' + new URLSearchParams({kind: k, severity: s}), String(n)));
+        tr.append(td);
+      }
+      tr.append(cell(String(total)));
+      rows.push(tr);
+    }
+    if (!rows.length) {
+      const tr = document.createElement('tr');
+      tr.className = 'empty';
+      const td = cell(LW.t('alerts_none'));
+      td.colSpan = severities.length + 2;
+      tr.append(td);
+      rows.push(tr);
+    }
+    return rows;
+  }
+
+  function showMatrix(counts) {
+    const body = matrix.tBodies[0];
+    const seen = JSON.stringify(counts);
+    // a keyboard user on one of its links keeps it; the next refresh brings the change
+    if (seen === matrixShown || body.contains(document.activeElement)) return;
+    body.replaceChildren(...matrixRows(counts));
+    matrixShown = seen;
+  }
+
   async function acknowledge(id, td) {
     LW.show(ackError, '');
     try {
@@ -80,7 +136,10 @@
       if (k === 'ack') q.set('acknowledged', v === 'yes' ? 'true' : 'false'); else q.set(k, v);
     }
     try {
-      const alerts = await LW.api('GET', '/api/v1/alerts?' + q);
+      const [alerts, counts] = await Promise.all([
+        LW.api('GET', '/api/v1/alerts?' + q),
+        matrix ? LW.api('GET', '/api/v1/alerts/summary') : null,
+      ]);
       const rows = alerts.map(row);
       if (!rows.length) {
         const tr = document.createElement('tr');
@@ -92,6 +151,7 @@
       }
       tbody.replaceChildren(...rows);
       count.textContent = LW.t('alerts_shown', {n: alerts.length, total: alerts.total ?? alerts.length});
+      if (counts) showMatrix(counts);
       updated.textContent = LW.t('alerts_updated', {t: LW.time(new Date().toISOString())});
     } catch (e) {
       updated.textContent = e.message;
