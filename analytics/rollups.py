@@ -15,7 +15,7 @@ import psycopg
 
 HOURLY_WATERMARK = "rollup_hourly"
 MAX_SAMPLE_GAP = "5 minutes"  # a sample counts for the time until the next one, at most this long
-TRIP_LOOKBACK = "1 hour"  # how far back a window looks for the run_count its first samples continue
+TRIP_LOOKBACK = "1 hour"  # longest silence trips are counted across (and how far back a window looks)
 
 # the same upsert ends both rollup statements (hourly from raw rows, daily from hours)
 _UPSERT_TAIL = """
@@ -34,8 +34,12 @@ _HOURLY = """
 WITH raw AS (
     SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c,
            -- trips: how far run_count got past every earlier sample's (a running max: samples without
-           -- it and counter resets count nothing), including the last sample of the hour before
-           GREATEST(run_count - max(run_count) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS trips,
+           -- it and counter resets count nothing), including the last sample of the hour before; not
+           -- across a silence longer than TRIP_LOOKBACK: the faults of an outage are lost too, and
+           -- trips without their faults would understate every rate per trip
+           CASE WHEN time - lag(time) OVER w <= %(lookback)s::interval
+                THEN GREATEST(run_count - max(run_count) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+           END AS trips,
            -- free-form device field: a number counts (clamped to 0..100), anything else is ignored
            CASE WHEN jsonb_typeof(extra -> 'door_reopens') = 'number'
                 THEN LEAST(GREATEST((extra ->> 'door_reopens')::numeric, 0), 100)::int END AS reopens,
@@ -139,8 +143,8 @@ def update_rollups(conn: psycopg.Connection, *, now: datetime, grace: timedelta,
         wm = row["value"] if row else None
         start = _floor((wm - grace) if wm else (now - first_window), timedelta(hours=1))
         end = _floor(now, timedelta(hours=1)) + timedelta(hours=1)
-        # trips look back TRIP_LOOKBACK for the run_count before `start`; an outage longer than
-        # that loses the trips made meanwhile (they were never reported hour by hour anyway).
+        # trips look back TRIP_LOOKBACK for the run_count before `start`; across a longer silence
+        # they are not counted at all, whatever the pass timing (see _HOURLY).
         hourly = conn.execute(_HOURLY, {"from": start, "to": end, "gap": MAX_SAMPLE_GAP,
                                         "lookback": TRIP_LOOKBACK}).rowcount
         day_start = _floor(start, timedelta(days=1))

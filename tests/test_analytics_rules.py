@@ -202,15 +202,16 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
 def test_trips_count_across_hour_boundaries_missing_counters_and_resets(db, db_url) -> None:
     """Trips are how far run_count gets past every earlier sample's, the previous hour's included."""
     t9 = NOW.replace(hour=9, minute=0)
-    counts = {50: 10, 65: 12, 80: None, 100: 13, 130: 3, 140: 5, 150: 14}  # minutes after 09:00 -> run_count
+    counts = {50: 10, 65: 12, 80: None, 100: 13, 130: 3, 140: 5, 150: 14,  # minutes after 09:00 -> run_count
+              275: 90}  # after two silent hours: the trips (and faults) of the silence were never reported
     _telemetry(db, "EL-1", [t9 + timedelta(minutes=m) for m in counts])
     for m, rc in counts.items():
         db.execute("UPDATE telemetry SET run_count = %s WHERE time = %s", (rc, t9 + timedelta(minutes=m)))
-    _pass(db_url)
+    _pass(db_url, NOW.replace(hour=14))
     trips = {r["bucket"].hour: r["trips"] for r in db.execute("SELECT bucket, trips FROM unit_hourly ORDER BY bucket")}
     # 10:00 counts the trips since 09:50 (12 - 10, then 13 - 12); the reset at 11:10 counts nothing
-    # until the counter passes the highest value seen before it
-    assert trips == {9: 0, 10: 3, 11: 1}
+    # until the counter passes the highest value seen before it; 13:35 follows a silence
+    assert trips == {9: 0, 10: 3, 11: 1, 13: 0}
     assert db.execute("SELECT trips FROM unit_daily").fetchone()["trips"] == 4
     # once the watermark is at 16:00, a pass recomputes from 10:00 (6 h grace) and still finds
     # 09:50 to count from: no trip is lost at the window's edge
