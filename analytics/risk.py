@@ -21,19 +21,19 @@ ADVISED_DAYS = {"A": 30, "B": 20, "C": 15, "D": 10}
 
 INPUTS_SQL = """
 SELECT u.unit_id, u.installed_on, u.next_inspection_due,
-       COALESCE(f.faults, 0) AS faults_30d, COALESCE(f.entrapments, 0) AS entrapments_90d,
+       COALESCE(f.faults, 0) AS faults_30d, COALESCE(d.entrapments, 0) AS entrapments_90d,
        COALESCE(d.trips, 0) AS trips_30d,
        COALESCE(a.anomaly_flagged, false) AS anomaly_flagged,
        (SELECT array_agg(kind || ':' || severity) FROM alerts al
          WHERE al.unit_id = u.unit_id AND al.status = 'open'
            AND al.kind IN ('maintenance_overdue', 'unverified_visit', 'countersign_missing')) AS open_alerts
   FROM units u
-  LEFT JOIN (SELECT unit_id,
-                    count(*) FILTER (WHERE time >= %(since30)s AND code NOT IN ('alarm_button')) AS faults,
-                    count(*) FILTER (WHERE code = 'entrapment') AS entrapments
-               FROM events WHERE state = 'raised' AND time >= %(since90)s GROUP BY unit_id) f USING (unit_id)
-  LEFT JOIN (SELECT unit_id, sum(trips) AS trips FROM unit_daily WHERE bucket >= %(since30)s GROUP BY unit_id) d
-         USING (unit_id)
+  LEFT JOIN (SELECT unit_id, count(*) FILTER (WHERE code NOT IN ('alarm_button')) AS faults
+               FROM events WHERE state = 'raised' AND time >= %(since30)s GROUP BY unit_id) f USING (unit_id)
+  -- 90 days of entrapments from the daily rollups: raw events may be dropped after 31 days
+  LEFT JOIN (SELECT unit_id, sum(trips) FILTER (WHERE bucket >= %(since30)s) AS trips,
+                    sum(COALESCE((faults ->> 'entrapment')::int, 0)) AS entrapments
+               FROM unit_daily WHERE bucket >= %(since90)s GROUP BY unit_id) d USING (unit_id)
   LEFT JOIN unit_assessments a USING (unit_id)
  WHERE u.status IN ('in_service', 'out_of_service')"""
 

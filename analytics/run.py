@@ -46,6 +46,10 @@ def _params_json(opts: PassOptions) -> dict[str, Any]:
 
 def run_pass(dsn: str, opts: PassOptions, *, now: datetime | None = None) -> dict[str, Any]:
     """Run one pass against the database at `dsn`; return the counts also stored in analytics_runs."""
+    needed = max(opts.rules.unverified_lookback + opts.rules.inspection_tolerance, opts.rules.frequent_fault_window)
+    if opts.retention is not None and opts.retention <= needed:
+        raise ValueError(f"retention of {opts.retention} would drop raw rows the rules still read (they look "
+                         f"{needed} back): keep at least {needed + timedelta(days=1)}")
     now = now or datetime.now(UTC)
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row, application_name="liftwatch-analytics") as conn:

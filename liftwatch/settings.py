@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_JWT_SECRET = "liftwatch-development-only-secret-do-not-use"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 KNOWN_DEFAULT_PASSWORDS = frozenset({"postgres", "liftwatch", "password", "changeme", "change-me", "secret"})
+MIN_RETENTION_DAYS = 31  # the longest look back into raw rows (30-day rules) plus a day of chunk slack
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(256 * 1024, description="largest request body the API accepts")
     analytics_every_s: float = Field(60.0, gt=0, description="period of `liftwatch analytics loop`")
     analytics_grace_hours: float = Field(6.0, ge=0, description="late telemetry this old is re-aggregated")
-    retention_days: int | None = Field(None, ge=1, description="drop raw telemetry/event chunks older than this; unset keeps all")
+    retention_days: int | None = Field(
+        None, ge=MIN_RETENTION_DAYS,
+        description=f"drop raw telemetry/event chunks older than this; unset keeps all. At least {MIN_RETENTION_DAYS}: "
+                    "unverified visits and frequent faults look 30 days back into the raw rows")
     offline_after_min: float = Field(15.0, gt=0, description="a unit silent this long gets an offline alert")
     countersign_after_h: float = Field(72.0, gt=0, description="signed but unconfirmed this long: countersign_missing")
     max_advised_interval_days: int = Field(15, ge=1, le=90, description="longest advisory half-monthly interval (on-demand maintenance); 15 = statutory")

@@ -240,19 +240,33 @@ def test_retention_counts_from_the_pass_clock_and_keeps_the_rollups(db, db_url) 
     """Raw chunks wholly older than (pass now - retention) go, younger ones stay, rollups keep both.
 
     NOW lies days before the wall clock: measured from the database clock, as drop_chunks
-    with an interval would, the 3-day-old chunk would wrongly go too."""
-    old, young = NOW - timedelta(days=10, hours=2), NOW - timedelta(days=3, hours=2)
-    older = NOW - timedelta(days=20, hours=2)  # events have 7-day chunks: this one's chunk is wholly past
+    with an interval would, the 30-day-old chunk would wrongly go too."""
+    old, young = NOW - timedelta(days=40, hours=2), NOW - timedelta(days=30, hours=2)
+    older = NOW - timedelta(days=50, hours=2)  # events have 7-day chunks: this one's chunk is wholly past
     _telemetry(db, "EL-1", [old, young], door_close_ms=3000.0)
     db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
                (older,))
-    run_pass(db_url, PassOptions(first_window=timedelta(days=22), retention=timedelta(days=5)), now=NOW)
+    run_pass(db_url, PassOptions(first_window=timedelta(days=52), retention=timedelta(days=31)), now=NOW)
     assert [r["time"] for r in db.execute("SELECT time FROM telemetry ORDER BY time")] == [young]
     assert db.execute("SELECT count(*) AS n FROM events").fetchone()["n"] == 0
     days = db.execute("SELECT bucket, samples, faults FROM unit_daily WHERE unit_id = 'EL-1' ORDER BY bucket").fetchall()
     assert [(d["bucket"], d["samples"], d["faults"]) for d in days] == [
         (older.replace(hour=0, minute=0), 0, {"door_close_fault": 1}),
         (old.replace(hour=0, minute=0), 1, {}), (young.replace(hour=0, minute=0), 1, {})]
+
+
+def test_retention_shorter_than_the_rules_look_back_is_refused(db_url) -> None:
+    """Unverified visits and frequent faults read 30 days of raw rows: less retention would make
+    every older visit 'unverifiable'. The pass refuses, and so do the settings."""
+    with pytest.raises(ValueError, match="keep at least 31 days"):
+        run_pass(db_url, PassOptions(retention=timedelta(days=20)), now=NOW)
+    from pydantic import ValidationError
+
+    from liftwatch.settings import Settings
+
+    with pytest.raises(ValidationError, match="greater than or equal to 31"):
+        Settings(retention_days=20)
+    assert Settings(retention_days=31).retention_days == 31
 
 
 def test_company_scorecard_view(db, db_url) -> None:

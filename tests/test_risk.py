@@ -52,3 +52,15 @@ def test_a_pass_stores_grades(db_url: str) -> None:
     assert rows["EL-1"]["risk_grade"] == "A" and rows["EL-2"]["risk_grade"] == "D"
     assert [r["text"] for r in rows["EL-2"]["risk_reasons"]][:2] == ["periodic inspection expired on 2026-11-01",
                                                                       "in service 22 years"]
+
+
+def test_entrapments_count_for_90_days_from_the_rollups_after_retention_dropped_the_events(db_url: str) -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as c:
+        import_units(c, io.StringIO(units_csv()))
+        c.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'entrapment', 'raised')",
+                  (now - timedelta(days=60),))
+        run_pass(db_url, PassOptions(first_window=timedelta(days=70), retention=timedelta(days=31)), now=now)
+        assert c.execute("SELECT count(*) AS n FROM events").fetchone()["n"] == 0  # the raw event is gone
+        reasons = c.execute("SELECT risk_reasons FROM unit_assessments WHERE unit_id = 'EL-1'").fetchone()["risk_reasons"]
+    assert "1 entrapment(s) in 90 days" in [r["text"] for r in reasons]
