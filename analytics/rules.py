@@ -123,19 +123,42 @@ SELECT w.unit_id, w.work_order_id, w.kind, w.checked_in_at, w.signed_at,
        (SELECT count(*) FROM telemetry t WHERE t.unit_id = w.unit_id AND t.mode = 'inspection'
            AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS inspection_samples,
        (SELECT array_agg(DISTINCT t.mode) FROM telemetry t WHERE t.unit_id = w.unit_id
-           AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS modes_seen
+           AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS modes_seen,
+       (SELECT count(*) FROM events e WHERE e.unit_id = w.unit_id AND e.state = 'raised'
+           AND e.time > w.signed_at AND e.time <= w.signed_at + interval '72 hours') AS faults_72h
   FROM work_orders w
  WHERE w.status IN ('signed', 'closed') AND w.signed_at >= %(since)s"""
+
+_VISIT_CHECK = """
+INSERT INTO visit_checks (work_order_id, unit_id, samples, inspection_samples, verdict, faults_72h)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (work_order_id) DO UPDATE SET samples = EXCLUDED.samples, inspection_samples = EXCLUDED.inspection_samples,
+    verdict = EXCLUDED.verdict, faults_72h = EXCLUDED.faults_72h, checked_at = now()"""
+
+
+def verdict(visit: dict[str, Any]) -> str:
+    """What the telemetry says about a signed visit's check-in..signature window."""
+    if visit["inspection_samples"] > 0:
+        return "verified"
+    return "unverifiable" if visit["samples"] == 0 else "no_inspection_mode"
+
+
+def record_visit_checks(conn: psycopg.Connection, visits: list[dict[str, Any]]) -> int:
+    """Keep each recent visit's verdict while its raw rows exist: the scorecards read it after
+    retention has dropped them (migration 0011)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(_VISIT_CHECK, [(v["work_order_id"], v["unit_id"], v["samples"], v["inspection_samples"],
+                                        verdict(v), v["faults_72h"]) for v in visits])
+    return len(visits)
 
 
 def unverified_alerts(visits: list[dict[str, Any]], p: RuleParams) -> list[AlertSpec]:
     bad: dict[str, list[dict]] = {}
     for v in visits:
-        if v["inspection_samples"] > 0:
+        if verdict(v) == "verified":
             continue
-        verdict = "unverifiable" if v["samples"] == 0 else "no_inspection_mode"
         bad.setdefault(v["unit_id"], []).append({
-            "work_order_id": v["work_order_id"], "kind": v["kind"], "verdict": verdict,
+            "work_order_id": v["work_order_id"], "kind": v["kind"], "verdict": verdict(v),
             "window": [_iso(v["checked_in_at"]), _iso(v["signed_at"])],
             "samples_in_window": v["samples"], "modes_seen": sorted(m for m in (v["modes_seen"] or []) if m)})
     out = []

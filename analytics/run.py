@@ -91,6 +91,7 @@ def _pass(conn: psycopg.Connection, opts: PassOptions, now: datetime, run_id: in
                                        rules.countersign_alerts(rules.load(conn, rules.COUNTERSIGN_SQL), now, p))
     visits = rules.load(conn, rules.UNVERIFIED_SQL, {"tol": p.inspection_tolerance, "since": now - p.unverified_lookback})
     results["unverified"] = reconcile(conn, ("unverified_visit",), rules.unverified_alerts(visits, p))
+    counts["visits_checked"] = rules.record_visit_checks(conn, visits)
     results["inspection"] = reconcile(conn, ("inspection_overdue", "inspection_due_soon"),
                                       rules.inspection_alerts(rules.load(conn, rules.INSPECTION_SQL), now.date(), p))
     results["offline"] = reconcile(conn, ("offline",),

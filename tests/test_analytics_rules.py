@@ -276,11 +276,23 @@ def test_company_scorecard_view(db, db_url) -> None:
     _telemetry(db, "EL-1", [start + timedelta(minutes=30)], mode="inspection")  # confirms both windows
     db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
                (start + timedelta(hours=5),))
-    rows = db.execute("SELECT * FROM company_monthly_scorecards WHERE company_id = 'MC1'").fetchall()
-    assert sum(r["orders_due"] for r in rows) == 2 and sum(r["on_time"] for r in rows) == 1
-    assert sum(r["unverified_visits"] for r in rows) == 0 and sum(r["awaiting_countersign"] for r in rows) == 1
-    assert sum(r["faults_72h_after_visits"] for r in rows) == 2  # the fault follows both visits
+    _signed_order(db, "EL-2", "half_monthly", start, start + timedelta(hours=1), "closed", due_on=start.date())
+    _telemetry(db, "EL-2", [start + timedelta(minutes=30)], mode="normal")  # no inspection mode: unverified
+    _pass(db_url, datetime.now(UTC))  # the pass records what the telemetry says of each visit
+
+    def card() -> list[dict]:
+        return db.execute("SELECT * FROM company_monthly_scorecards WHERE company_id = 'MC1'").fetchall()
+
+    rows = card()
+    assert sum(r["orders_due"] for r in rows) == 3 and sum(r["on_time"] for r in rows) == 2
+    assert sum(r["unverified_visits"] for r in rows) == 1 and sum(r["awaiting_countersign"] for r in rows) == 1
+    assert sum(r["faults_72h_after_visits"] for r in rows) == 2  # the fault follows both of EL-1's visits
     assert [float(r["countersign_avg_h"]) for r in rows if r["countersign_avg_h"] is not None] == [0.0]
+    # once retention has dropped the raw rows, the month keeps its figures
+    db.execute("SELECT drop_chunks('telemetry', older_than => now() + interval '1 day')")
+    db.execute("SELECT drop_chunks('events', older_than => now() + interval '7 days')")
+    assert db.execute("SELECT count(*) AS n FROM telemetry").fetchone()["n"] == 0
+    assert card() == rows
 
 
 def test_health_command_reflects_the_last_successful_pass(db, db_url) -> None:
