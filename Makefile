@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv services test lint demo bench chaos clean
+.PHONY: help setup venv services test lint demo bench chaos eval clean
 
 help:
 	@echo "make test   set up (venv, TimescaleDB, Mosquitto) and run lint + the test suite"
 	@echo "make demo   set up, then run the local stack and print where to look"
 	@echo "make bench  run the benchmarks in bench/ (minutes; prints tables with ratios)"
 	@echo "make chaos  ingest under broker restarts, database crashes and kill -9 (minutes)"
+	@echo "make eval   analytics scored against the simulator's truth, 2,000 units x 60 days (about 2 hours)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the venv and caches"
 
@@ -46,6 +47,9 @@ bench: setup
 
 chaos: setup
 	$(BIN)/python bench/chaos.py
+
+eval: setup
+	$(BIN)/python bench/analytics_eval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
