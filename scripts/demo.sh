@@ -61,7 +61,7 @@ export LIFTWATCH_MQTT_URL="mqtt://simulator:$(cat "$STATE/broker/simulator.secre
 
 step "registry and two weeks of history for $UNITS simulated units"
 if [ ! -f "$STATE/history.done" ]; then
-    "$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 0 --history-days 14 --faulty 0.15 \
+    "$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 0 --history-days 14 --faulty 0.15 --comm-loss-per-day 0.05 \
         --degradation-ramp 5d --seed 7 --truth "$STATE/truth-history.json"
     touch "$STATE/history.done"
 else
@@ -83,7 +83,7 @@ start_bg analytics "$BIN/liftwatch" analytics loop --every 60s
 sleep 3
 
 step "30 simulated minutes of live traffic (60x), with a few malformed messages"
-"$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 30m --speedup 60 --faulty 0.15 --seed 7 \
+"$BIN/liftwatch" simulate fleet --units "$UNITS" --duration 30m --speedup 60 --faulty 0.15 --seed 7 --comm-loss-per-day 0.05 \
     --bad-fraction 0.002 --truth "$STATE/truth-live.json"
 
 step "an analytics pass"
