@@ -12,7 +12,7 @@ the one that scored better there; see docs/analytics.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,8 @@ FEATURES_SQL = """
 WITH d AS (
     SELECT d.*, u.kind AS unit_kind,
            extract(epoch FROM d.bucket - %(from)s) / 86400.0 AS day,
-           (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)) AS faults_all,
+           (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)
+             WHERE k NOT IN ('alarm_button', 'power_failure')) AS faults_all,  -- people and the grid, not the unit
            (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)
              WHERE k IN ('door_close_fault', 'door_open_fault', 'door_lock_fault')) AS faults_door,
            (SELECT COALESCE(sum(v::int), 0) FROM jsonb_each_text(d.faults) f(k, v)
@@ -84,15 +85,21 @@ SELECT unit_id, min(unit_kind) AS unit_kind, count(*) AS days,
   FROM d GROUP BY unit_id HAVING count(*) >= %(min_days)s"""
 
 
+def window_end(now: datetime) -> datetime:
+    """End of the feature window: the start of `now`'s day. Only complete days count: at 01:00
+    today's mean would come from one night hour (and a complete day never changes again)."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def window_start(now: datetime, window_days: int = WINDOW_DAYS) -> datetime:
-    """First day (midnight UTC, a unit_daily bucket) of the feature window ending at `now`."""
-    return (now - timedelta(days=window_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    """First day (midnight UTC, a unit_daily bucket) of the `window_days` complete days before `now`."""
+    return window_end(now) - timedelta(days=window_days)
 
 
 def load_aggregates(conn: psycopg.Connection, now: datetime, window_days: int = WINDOW_DAYS, *,
                     unit_ids: list[str] | None = None) -> pd.DataFrame:
     """One row per unit (all, or `unit_ids`) of window aggregates: the aggregation is SQL."""
-    rows = conn.execute(FEATURES_SQL, {"from": window_start(now, window_days), "to": now, "edge": EDGE_DAYS,
+    rows = conn.execute(FEATURES_SQL, {"from": window_start(now, window_days), "to": window_end(now), "edge": EDGE_DAYS,
                                        "window": window_days, "min_days": MIN_DAYS, "units": unit_ids}).fetchall()
     return pd.DataFrame(rows)
 
@@ -126,6 +133,7 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
     f["leveling_slope"] = raw["lev_slope"].astype(float) / raw["lev_base"].astype(float).clip(lower=0.5)
     f["temp_change"] = _ratio(raw["temp_recent"], raw["temp_base"])
     trips = raw["trips"].astype(float).clip(lower=100)  # a few trips must not make a rate explode
+    f["exposure"] = trips  # not a feature: what the fault counts are counted over (see robust_z)
     f["fault_rate"] = raw["faults_all"].astype(float) * 1000 / trips
     f["door_fault_rate"] = raw["faults_door"].astype(float) * 1000 / trips
     f["safety_fault_rate"] = raw["faults_safety"].astype(float) * 1000 / trips
@@ -135,6 +143,13 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
 FAMILY = {"traction": "lifts", "hydraulic": "lifts", "escalator": "escalators", "moving_walk": "escalators"}
 MIN_PEERS = 10  # fewer units of a kind than this: compare them with their family, else with nobody
 ALONE = "alone"  # no peer group: judged against its own past only
+# fault counts per 1,000 trips of exposure: scored by their Poisson tail, not by a robust z (small
+# counts have heavy tails: a healthy escalator with 8 faults where its peers have 3.5 was 4.05 robust
+# sigmas out, yet a Poisson(3.5) count reaches 8 on 1 % of units)
+COUNT_FEATURES = ("fault_rate", "door_fault_rate", "safety_fault_rate")
+TRIM = 0.1  # the peers' rate leaves out their most faulty tenth (degraded units must not raise the bar)
+MIN_EXPECTED = 0.5  # faults in the window a unit is expected to have at least (peers with none at all)
+Z_CAP = 40.0
 PEER_FEATURES = frozenset(c for c in FEATURES if c.endswith(("_level", "_rate")))  # meaningless without peers
 
 
@@ -159,12 +174,46 @@ def _population(features: pd.DataFrame, group: str) -> pd.Index:
     return features.index[features["unit_kind"] == group]
 
 
-def peer_medians(features: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
-    """Median of every feature per peer group (what "typical of its peers" means in a reason)."""
+def _exposure(features: pd.DataFrame) -> pd.Series:
+    """Trips the fault counts are counted over (hand-made frames without it: 1,000, rate = count)."""
+    if "exposure" in features:
+        return features["exposure"].astype(float)
+    return pd.Series(1000.0, index=features.index)
+
+
+def _peer_rate(block: pd.DataFrame, col: str) -> float:
+    """The peers' pooled fault rate per 1,000 trips, their most faulty tenth left out."""
+    rate = block[col].astype(float)
+    keep = rate <= rate.quantile(1 - TRIM) if len(rate) >= 10 else rate.notna()
+    counts = rate[keep] * _exposure(block)[keep] / 1000
+    exposure = _exposure(block)[keep].sum()
+    return float(counts.sum() * 1000 / exposure) if exposure > 0 else 0.0
+
+
+def peer_typical(features: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """Per peer group, what is typical: the median of each feature, and for fault counts the
+    peers' pooled rate (what "typical of its peers" and "expected from its peers" mean)."""
     groups = peer_groups(features) if groups is None else groups
     cols = list(FEATURES)
-    return pd.DataFrame({g: features.loc[_population(features, g), cols].astype(float).median()
-                         for g in groups.unique()}).T
+    out = {}
+    for g in groups.unique():
+        block = features.loc[_population(features, g)]
+        typ = block[cols].astype(float).median()
+        for col in COUNT_FEATURES:
+            typ[col] = _peer_rate(block, col)
+        out[g] = typ
+    return pd.DataFrame(out).T
+
+
+def _poisson_z(rate: pd.Series, exposure: pd.Series, peer_rate: float) -> pd.Series:
+    """How surprising each unit's fault count is for a Poisson count at its peers' rate, as the
+    z-score with the same upper-tail probability (negative when fewer than expected)."""
+    from scipy.stats import norm, poisson
+
+    count = (rate * exposure / 1000).round()
+    expected = np.maximum(peer_rate * exposure / 1000, MIN_EXPECTED)
+    z = norm.isf(poisson.sf(count - 1, expected))
+    return pd.Series(np.clip(z, -Z_CAP, Z_CAP), index=rate.index).where(rate.notna())
 
 
 def robust_z(features: pd.DataFrame) -> pd.DataFrame:
@@ -175,10 +224,14 @@ def robust_z(features: pd.DataFrame) -> pd.DataFrame:
     floor = pd.Series({c: FEATURES[c][2] for c in cols})
     groups = peer_groups(features)
     for g, members in features.groupby(groups).groups.items():
-        ref = features.loc[_population(features, g), cols].astype(float)
+        population = features.loc[_population(features, g)]
+        ref = population[cols].astype(float)
         med = ref.median()
         mad = (ref - med).abs().median() * 1.4826
         out.loc[members, cols] = (features.loc[members, cols].astype(float) - med) / np.maximum(mad, floor)
+        for col in COUNT_FEATURES:
+            out.loc[members, col] = _poisson_z(features.loc[members, col].astype(float),
+                                               _exposure(features).loc[members], _peer_rate(population, col))
         if g == ALONE:
             out.loc[members, sorted(PEER_FEATURES)] = 0.0
     return out.fillna(0.0)
@@ -219,17 +272,21 @@ def explain(features: pd.DataFrame, z: pd.DataFrame, i: int, typical: pd.Series 
             top: int = 3) -> list[dict[str, Any]]:
     """The unit's most harmful signals, each named once by its strongest feature, with a sentence
     a supervisor can act on; `typical` holds the medians of the unit's kind (for level features)."""
-    harmful = sorted(((z.at[i, c] * FEATURES[c][1], c) for c in FEATURES), reverse=True)
+    # strongest first; on a tie (capped counts) the specific fault count before "fault events"
+    harmful = sorted(((z.at[i, c] * FEATURES[c][1], c != "fault_rate", c) for c in FEATURES), reverse=True)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for zval, col in harmful:
+    for zval, _, col in harmful:
         if zval <= 2.0 or len(out) == top:
             break
         if _signal(col) in seen:
             continue
         seen.add(_signal(col))
         typ = None if typical is None else typical.get(col)
-        text = _sentence(col, features.at[i, col], typ)
+        if col in COUNT_FEATURES:
+            text = _count_sentence(col, features.at[i, col], typ, _exposure(features).at[i])
+        else:
+            text = _sentence(col, features.at[i, col], typ)
         change = f"{_signal(col)}_change"
         if col.endswith("_level") and change in FEATURES and z.at[i, change] > 2.0:
             text += ", " + _change_phrase(change, features.at[i, change])
@@ -240,6 +297,15 @@ def explain(features: pd.DataFrame, z: pd.DataFrame, i: int, typical: pd.Series 
 
 def _round(v: Any) -> float | None:
     return None if v is None or pd.isna(v) else round(float(v), 4)
+
+
+def _count_sentence(col: str, rate: float, peer_rate: float | None, exposure: float) -> str:
+    what = {"fault_rate": "fault events", "door_fault_rate": "door faults",
+            "safety_fault_rate": "safety-circuit, overtravel and brake faults"}[col]
+    text = f"{rate * exposure / 1000:.0f} {what} in {WINDOW_DAYS} days"
+    if peer_rate is None or pd.isna(peer_rate):
+        return text
+    return text + f" against {max(peer_rate * exposure / 1000, MIN_EXPECTED):.1f} expected from its peers"
 
 
 def _change_phrase(col: str, v: float) -> str:
@@ -272,7 +338,7 @@ def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None
     z = robust_z(features)
     scored = SCORERS[scorer](z)
     groups = peer_groups(features)
-    typical = peer_medians(features, groups)
+    typical = peer_typical(features, groups)
     alerts = []
     with conn.transaction(), conn.cursor() as cur:
         for i, unit_id in features["unit_id"].items():

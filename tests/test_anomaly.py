@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -50,9 +51,11 @@ def test_degraded_units_are_flagged_with_the_right_top_feature(db_url: str, scor
         alerts = {a["unit_id"]: a for a in db.execute("SELECT unit_id, reason, details FROM alerts WHERE kind = 'anomaly_prone'")}
     assert len(rows) == 40
     assert {"EL-07", "EL-21"} <= set(alerts)
-    assert rows["EL-07"]["anomaly_reasons"][0]["feature"].startswith("door_close")
+    assert rows["EL-07"]["anomaly_reasons"][0]["feature"].startswith("door_")  # door faults or door closing time
     assert rows["EL-21"]["anomaly_reasons"][0]["feature"].startswith("vibration")
-    assert "door closing" in alerts["EL-07"]["reason"] and "slower than its own baseline" in alerts["EL-07"]["reason"]
+    reason = alerts["EL-07"]["reason"]
+    assert "door closing" in reason and "slower than its own baseline" in reason
+    assert "door faults in 28 days against 0.5 expected from its peers" in reason, reason
     if scorer == "robust_z":  # the directional scorer raises no false alarm on this fleet
         assert set(alerts) == {"EL-07", "EL-21"}
 
@@ -75,3 +78,22 @@ def test_units_are_compared_with_enough_peers_or_only_with_their_own_past() -> N
     assert (z.loc[groups == anomaly.ALONE, sorted(anomaly.PEER_FEATURES)] == 0).all().all()
     f.loc[0, "door_close_level"] = 5000.0  # a traction lift among 30 is judged by its level too
     assert anomaly.score_robust_z(anomaly.robust_z(f)).flagged[0]
+
+
+def test_fault_counts_are_judged_as_counts_against_the_peers_rate() -> None:
+    """Small counts have heavy tails: 8 faults where peers have 3.5 happens to 1 unit in 100 by
+    chance, 30 does not. Scored by the Poisson tail at the peers' rate, not by a robust z."""
+    rng = random.Random(5)
+    counts = [sum(rng.random() < 3.5 / 200 for _ in range(200)) for _ in range(40)]  # ~Poisson(3.5)
+    counts[0], counts[1] = 8, 30
+    f = pd.DataFrame({"unit_id": [f"ES-{i}" for i in range(40)], "unit_kind": "escalator", "exposure": 100.0})
+    for col in anomaly.FEATURES:
+        f[col] = 0.0
+    f["fault_rate"] = [c * 1000 / 100 for c in counts]  # per 1,000 trips of exposure
+    z = anomaly.robust_z(f)
+    assert z.at[0, "fault_rate"] < 3 < 4 < z.at[1, "fault_rate"]
+    flagged = anomaly.score_robust_z(z).flagged
+    assert not flagged[0] and flagged[1]
+    typical = anomaly.peer_typical(f)
+    reasons = anomaly.explain(f, z, 1, typical.loc["escalator"])
+    assert re.fullmatch(r"30 fault events in 28 days against [23]\.\d expected from its peers", reasons[0]["text"])

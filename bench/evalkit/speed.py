@@ -42,7 +42,7 @@ SELECT time, unit_id, code FROM events
 def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[str]) -> pd.DataFrame:
     """The window aggregates of anomaly.FEATURES_SQL, from raw rows, in pandas."""
     start = anomaly.window_start(now)
-    params = {"units": unit_ids, "from": start, "to": now}
+    params = {"units": unit_ids, "from": start, "to": anomaly.window_end(now)}
     # an hour before the window too, as the rollups do: trips count from the sample before
     t = pd.DataFrame(conn.execute(_RAW_TELEMETRY, {**params, "from": start - timedelta(hours=1)}).fetchall())
     ev = pd.DataFrame(conn.execute(_RAW_EVENTS, params).fetchall(), columns=["time", "unit_id", "code"])
@@ -109,7 +109,7 @@ def features_speed(dsn: str, now: datetime, *, units: int = 200, repeat: int = 3
             sql_s.append(t1 - t0)
             pd_s.append(t2 - t1)
         raw_rows = conn.execute("SELECT count(*) AS n FROM telemetry WHERE unit_id = ANY(%s) AND time >= %s AND time < %s",
-                                (ids, anomaly.window_start(now), now)).fetchone()["n"]
+                                (ids, anomaly.window_start(now), anomaly.window_end(now))).fetchone()["n"]
     a = via_sql.set_index("unit_id").sort_index()
     b = via_pd.set_index("unit_id").sort_index()
     agreement = {}  # largest difference, in units of the feature's smallest meaningful spread
