@@ -38,6 +38,7 @@ from bench.common import log  # noqa: E402
 from bench.evalkit import scorers, speed  # noqa: E402
 from bench.evalkit.live import LiveConfig, run_live  # noqa: E402
 from bench.evalkit.replay import ReplayConfig, replay  # noqa: E402
+from bench.evalkit.rescore import rescore  # noqa: E402
 from liftwatch.db import migrate  # noqa: E402
 from liftwatch.throwaway import PgCluster  # noqa: E402
 
@@ -123,9 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-speedup", type=float, default=60.0,
                     help="the fleet's speed-up during the live phase: its load on the ingestor (default 60)")
     ap.add_argument("--only", help=f"comma-separated phases besides replay: {','.join(PHASES[1:])}")
+    ap.add_argument("--rescore", type=Path, metavar="RESULTS_JSON",
+                    help="instead of a run: recompute the anomaly figures of that finished run on its kept database "
+                         "(--dsn) at its own instants with the current code, and add them to the file")
+    ap.add_argument("--dsn", help="with --rescore: the kept evaluation database")
     ap.add_argument("--keep", action="store_true", help="keep the throwaway cluster (its path and DSN are printed)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/analytics-eval-*.json")
     args = ap.parse_args(argv)
+    if args.rescore:
+        if not args.dsn:
+            ap.error("--rescore needs --dsn (the kept database of that run; it printed it)")
+        doc = json.loads(args.rescore.read_text())
+        doc["rescored"] = {"at": datetime.now(UTC).isoformat(), "code_version": _code_version(),
+                           **rescore(args.dsn, doc)}
+        args.rescore.write_text(json.dumps(doc, indent=2, default=str))
+        print_report({"scorers": doc["rescored"]["scorers"]})
+        log(f"added 'rescored' to {args.rescore}")
+        return 0
     phases = ["replay", *args.only.split(",")] if args.only else list(PHASES)
     unknown = set(phases) - set(PHASES)
     if unknown:
