@@ -45,12 +45,13 @@ FEATURES: dict[str, tuple[str, int, float]] = {
     "leveling_level": ("landing stop error", +1, 0.3),  # mm
     "temp_change": ("motor temperature", +1, 0.03),
     "temp_level": ("daily peak motor temperature", +1, 1.5),  # degC
+    "temp_rest_level": ("motor temperature at rest", +1, 1.0),  # degC: the day's coolest reading
     "fault_rate": ("fault events per 1,000 trips", +1, 1.0),
     "door_fault_rate": ("door faults per 1,000 trips", +1, 1.0),
     "safety_fault_rate": ("safety-circuit and overtravel faults per 1,000 trips", +1, 0.5),
 }
 LEVEL_UNITS = {"door_close_level": ("s", 0.001, 1), "vibration_level": ("mg", 1.0, 0), "leveling_level": ("mm", 1.0, 1),
-               "temp_level": ("°C", 1.0, 0)}  # feature -> (unit shown, scale from stored unit, decimals)
+               "temp_level": ("°C", 1.0, 0), "temp_rest_level": ("°C", 1.0, 0)}  # feature -> (unit shown, scale from stored unit, decimals)
 
 FEATURES_SQL = """
 WITH d AS (
@@ -78,6 +79,7 @@ SELECT unit_id, min(unit_kind) AS unit_kind, count(*) AS days,
        regr_slope(leveling_abs_mean, day) AS lev_slope,
        avg(motor_temp_max) FILTER (WHERE day < %(edge)s) AS temp_base,
        avg(motor_temp_max) FILTER (WHERE day >= %(window)s - %(edge)s) AS temp_recent,
+       avg(motor_temp_min) FILTER (WHERE day >= %(window)s - %(edge)s) AS temp_rest_recent,
        sum(door_reopens) FILTER (WHERE day >= %(window)s - %(edge)s) AS reopens_recent,
        sum(door_cycles) FILTER (WHERE day >= %(window)s - %(edge)s) AS cycles_recent,
        sum(trips) AS trips, sum(faults_all) AS faults_all, sum(faults_door) AS faults_door,
@@ -127,6 +129,7 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
     f["vibration_level"] = raw["vib_recent"].astype(float)
     f["leveling_level"] = raw["lev_recent"].astype(float)
     f["temp_level"] = raw["temp_recent"].astype(float)
+    f["temp_rest_level"] = raw["temp_rest_recent"].astype(float)
     f["vibration_change"] = _ratio(raw["vib_recent"], raw["vib_base"])
     f["vibration_slope"] = raw["vib_slope"].astype(float) / raw["vib_base"].astype(float)
     f["leveling_change"] = _ratio(raw["lev_recent"], raw["lev_base"])

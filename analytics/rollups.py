@@ -26,7 +26,8 @@ ON CONFLICT (unit_id, bucket) DO UPDATE SET
     door_close_ms_mean = EXCLUDED.door_close_ms_mean, door_close_ms_p95 = EXCLUDED.door_close_ms_p95,
     leveling_abs_mean = EXCLUDED.leveling_abs_mean, leveling_abs_max = EXCLUDED.leveling_abs_max,
     vibration_mean = EXCLUDED.vibration_mean, vibration_p95 = EXCLUDED.vibration_p95,
-    motor_temp_max = EXCLUDED.motor_temp_max, mode_seconds = EXCLUDED.mode_seconds, faults = EXCLUDED.faults,
+    motor_temp_max = EXCLUDED.motor_temp_max, motor_temp_min = EXCLUDED.motor_temp_min,
+    mode_seconds = EXCLUDED.mode_seconds, faults = EXCLUDED.faults,
     first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, computed_at = now()
 """
 
@@ -58,7 +59,7 @@ WITH raw AS (
            avg(lev) AS lev_mean, max(lev) AS lev_max, count(lev) AS lev_n,
            avg(vibration_mg) AS vib_mean, count(vibration_mg) AS vib_n,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY vibration_mg) AS vib_p95,
-           max(motor_temp_c) AS temp_max, min(time) AS first_seen, max(time) AS last_seen
+           max(motor_temp_c) AS temp_max, min(motor_temp_c) AS temp_min, min(time) AS first_seen, max(time) AS last_seen
       FROM s GROUP BY 1, 2
 ), modes AS (
     SELECT unit_id, bucket, jsonb_object_agg(mode, secs) AS mode_seconds
@@ -76,10 +77,10 @@ WITH raw AS (
 INSERT INTO unit_hourly AS h (unit_id, bucket, samples, trips, door_cycles, door_reopens, leveling_samples,
                               vibration_samples, door_close_ms_mean, door_close_ms_p95,
                               leveling_abs_mean, leveling_abs_max, vibration_mean, vibration_p95, motor_temp_max,
-                              mode_seconds, faults, first_seen, last_seen, computed_at)
+                              motor_temp_min, mode_seconds, faults, first_seen, last_seen, computed_at)
 SELECT COALESCE(a.unit_id, f.unit_id), COALESCE(a.bucket, f.bucket), COALESCE(a.samples, 0), COALESCE(a.trips, 0),
        COALESCE(a.door_cycles, 0), COALESCE(a.reopens, 0), COALESCE(a.lev_n, 0), COALESCE(a.vib_n, 0), a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean, a.vib_p95, a.temp_max,
-       COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
+       a.temp_min, COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
   FROM agg a
   LEFT JOIN modes m USING (unit_id, bucket)
   FULL JOIN faults f ON f.unit_id = a.unit_id AND f.bucket = a.bucket
@@ -99,7 +100,7 @@ WITH hours AS (
            max(leveling_abs_max) AS lev_max,
            sum(vibration_mean * vibration_samples) FILTER (WHERE vibration_mean IS NOT NULL)
              / NULLIF(sum(vibration_samples) FILTER (WHERE vibration_mean IS NOT NULL), 0) AS vib_mean,
-           max(vibration_p95) AS vib_p95, max(motor_temp_max) AS temp_max,
+           max(vibration_p95) AS vib_p95, max(motor_temp_max) AS temp_max, min(motor_temp_min) AS temp_min,
            min(first_seen) AS first_seen, max(last_seen) AS last_seen
       FROM hours GROUP BY 1, 2
 ), modes AS (
@@ -114,9 +115,10 @@ WITH hours AS (
 INSERT INTO unit_daily (unit_id, bucket, samples, trips, door_cycles, door_reopens, leveling_samples, vibration_samples,
                         door_close_ms_mean, door_close_ms_p95,
                         leveling_abs_mean, leveling_abs_max, vibration_mean, vibration_p95, motor_temp_max,
-                        mode_seconds, faults, first_seen, last_seen, computed_at)
+                        motor_temp_min, mode_seconds, faults, first_seen, last_seen, computed_at)
 SELECT a.unit_id, a.day, a.samples, a.trips, a.door_cycles, a.door_reopens, a.lev_n, a.vib_n, a.dc_mean, a.dc_p95, a.lev_mean, a.lev_max, a.vib_mean,
-       a.vib_p95, a.temp_max, COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen, a.last_seen, now()
+       a.vib_p95, a.temp_max, a.temp_min, COALESCE(m.mode_seconds, '{}'), COALESCE(f.faults, '{}'), a.first_seen,
+       a.last_seen, now()
   FROM agg a LEFT JOIN modes m USING (unit_id, day) LEFT JOIN faults f USING (unit_id, day)
 """ + _UPSERT_TAIL  # noqa: S608 - constant text only
 

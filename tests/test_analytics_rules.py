@@ -171,8 +171,9 @@ def test_frequent_faults_threshold(db, db_url) -> None:
 def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     hour = NOW.replace(minute=0) - timedelta(hours=2)
     times = [hour + timedelta(minutes=10 * i) for i in range(6)]
-    cols = {"door_close_ms": 3000.0, "vibration_mg": 10.0, "run_count": None}
+    cols = {"door_close_ms": 3000.0, "vibration_mg": 10.0, "run_count": None, "motor_temp_c": None}
     _telemetry(db, "EL-1", times, **cols)
+    db.execute("UPDATE telemetry SET motor_temp_c = 30 + extract(minute FROM time)::int / 10")  # 30..35 degC
     db.execute("UPDATE telemetry SET run_count = 100 + extract(minute FROM time)::int / 10, "
                "door_close_ms = 3000 + extract(minute FROM time)::int * 10")
     db.execute("INSERT INTO events (time, unit_id, seq, code, state) VALUES (%s, 'EL-1', 1, 'door_close_fault', 'raised')",
@@ -187,8 +188,10 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     assert h["door_close_ms_mean"] == pytest.approx(3250.0)
     assert h["mode_seconds"] == {"normal": 1500}  # five 10-minute gaps, each sample standing for at most 5 min
     assert h["faults"] == {"door_close_fault": 1}
-    d = db.execute("SELECT samples, door_reopens, door_close_ms_mean FROM unit_daily WHERE unit_id = 'EL-1'").fetchone()
-    assert d == {"samples": 6, "door_reopens": 3, "door_close_ms_mean": pytest.approx(3250.0)}
+    assert (h["motor_temp_min"], h["motor_temp_max"]) == (30.0, 35.0)
+    d = db.execute("SELECT samples, door_reopens, door_close_ms_mean, motor_temp_min FROM unit_daily "
+                   "WHERE unit_id = 'EL-1'").fetchone()
+    assert d == {"samples": 6, "door_reopens": 3, "door_close_ms_mean": pytest.approx(3250.0), "motor_temp_min": 30.0}
     # a late sample inside the grace window is aggregated on the next pass; nothing is duplicated
     _telemetry(db, "EL-1", [hour + timedelta(minutes=55)], door_close_ms=3900.0)
     _pass(db_url, NOW + timedelta(minutes=30))

@@ -58,6 +58,7 @@ def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[st
     t["day"] = t["time"].dt.floor("D")
     daily = t.groupby(["unit_id", "day"]).agg(
         dc=("door_close_ms", "mean"), vib=("vibration_mg", "mean"), lev=("lev", "mean"), temp=("motor_temp_c", "max"),
+        temp_min=("motor_temp_c", "min"),
         cycles=("door_close_ms", "count"), reopens=("reopens", "sum"), trips=("trips", "sum"))
     ev["day"] = ev["time"].dt.floor("D")
     ev["door"] = ev["code"].isin(DOOR)
@@ -88,6 +89,7 @@ def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[st
             "vib_base": g.loc[b, "vib"].mean(), "vib_recent": g.loc[r, "vib"].mean(), "vib_slope": slope(g, "vib"),
             "lev_base": g.loc[b, "lev"].mean(), "lev_recent": g.loc[r, "lev"].mean(), "lev_slope": slope(g, "lev"),
             "temp_base": g.loc[b, "temp"].mean(), "temp_recent": g.loc[r, "temp"].mean(),
+            "temp_rest_recent": g.loc[r, "temp_min"].mean(),
             "reopens_recent": g.loc[r, "reopens"].sum(), "cycles_recent": g.loc[r, "cycles"].sum(),
             "trips": g["trips"].sum(), "faults_all": g["f_all"].sum(), "faults_door": g["f_door"].sum(),
             "faults_safety": g["f_safety"].sum()})
@@ -130,7 +132,7 @@ def features_speed(dsn: str, now: datetime, *, units: int = 200, repeat: int = 3
 
 _ROLLUP_COLS = ("unit_id, bucket, samples, trips, door_cycles, door_reopens, leveling_samples, vibration_samples, "
                 "door_close_ms_mean, door_close_ms_p95, leveling_abs_mean, leveling_abs_max, vibration_mean, vibration_p95, "
-                "motor_temp_max, mode_seconds, faults, first_seen, last_seen, computed_at")
+                "motor_temp_max, motor_temp_min, mode_seconds, faults, first_seen, last_seen, computed_at")
 _CLONE = [
     """INSERT INTO units (unit_id, registration_code, site_id, kind, maintenance_company_id, user_unit_id, model,
                         installed_on, floors, rated_speed_mps, rated_load_kg, last_inspection_on, next_inspection_due, status)
