@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +73,21 @@ def run_pass(dsn: str, opts: PassOptions, *, now: datetime | None = None) -> dic
     return {"run_id": run_id, "duration_s": duration, **counts}
 
 
+class _Stages:
+    """Seconds per stage of a pass, kept in analytics_runs.counts: where a slow pass spends them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 3)
+
+
 def _flat(counts: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in counts.items() if not isinstance(v, dict)}
 
@@ -78,39 +95,53 @@ def _flat(counts: dict[str, Any]) -> dict[str, Any]:
 def _pass(conn: psycopg.Connection, opts: PassOptions, now: datetime, run_id: int) -> tuple[dict[str, Any], tuple]:
     p = opts.rules
     counts: dict[str, Any] = {}
-    r = update_rollups(conn, now=now, grace=opts.grace, first_window=opts.first_window)
+    stage = _Stages()
+    with stage("rollups"):
+        r = update_rollups(conn, now=now, grace=opts.grace, first_window=opts.first_window)
     counts.update(hourly_rows=r.hourly_rows, daily_rows=r.daily_rows)
     if opts.retention is not None:
-        counts["chunks_dropped"] = drop_old_chunks(conn, before=now - opts.retention)
+        with stage("retention"):
+            counts["chunks_dropped"] = drop_old_chunks(conn, before=now - opts.retention)
 
     results: dict[str, ReconcileResult] = {}
-    plans = rules.load(conn, rules.MAINTENANCE_SQL)
-    results["maintenance"] = reconcile(conn, ("maintenance_overdue", "maintenance_due_soon"),
-                                       rules.maintenance_alerts(plans, now, p))
-    results["countersign"] = reconcile(conn, ("countersign_missing",),
-                                       rules.countersign_alerts(rules.load(conn, rules.COUNTERSIGN_SQL), now, p))
-    visits = rules.load(conn, rules.UNVERIFIED_SQL, {"tol": p.inspection_tolerance, "since": now - p.unverified_lookback})
-    results["unverified"] = reconcile(conn, ("unverified_visit",), rules.unverified_alerts(visits, p))
-    counts["visits_checked"] = rules.record_visit_checks(conn, visits)
-    results["inspection"] = reconcile(conn, ("inspection_overdue", "inspection_due_soon"),
-                                      rules.inspection_alerts(rules.load(conn, rules.INSPECTION_SQL), now.date(), p))
-    results["offline"] = reconcile(conn, ("offline",),
-                                   rules.offline_alerts(rules.load(conn, rules.OFFLINE_SQL), now, p))
-    keep, resolved = rules.entrapment_outcome(rules.load(conn, rules.ENTRAPMENT_SQL), p)
-    results["entrapment"] = reconcile(conn, ("entrapment",), keep, resolved)
-    faults = rules.load(conn, rules.FAULTS_SQL, {"since": now - p.frequent_fault_window,
-                                                 "threshold": p.frequent_fault_threshold})
-    results["frequent_faults"] = reconcile(conn, ("frequent_faults",), rules.frequent_fault_alerts(faults, p))
+    with stage("maintenance"):
+        plans = rules.load(conn, rules.MAINTENANCE_SQL)
+        results["maintenance"] = reconcile(conn, ("maintenance_overdue", "maintenance_due_soon"),
+                                           rules.maintenance_alerts(plans, now, p))
+    with stage("countersign"):
+        results["countersign"] = reconcile(conn, ("countersign_missing",),
+                                           rules.countersign_alerts(rules.load(conn, rules.COUNTERSIGN_SQL), now, p))
+    with stage("unverified"):
+        visits = rules.load(conn, rules.UNVERIFIED_SQL, {"tol": p.inspection_tolerance,
+                                                         "since": now - p.unverified_lookback})
+        results["unverified"] = reconcile(conn, ("unverified_visit",), rules.unverified_alerts(visits, p))
+        counts["visits_checked"] = rules.record_visit_checks(conn, visits)
+    with stage("inspection"):
+        results["inspection"] = reconcile(conn, ("inspection_overdue", "inspection_due_soon"),
+                                          rules.inspection_alerts(rules.load(conn, rules.INSPECTION_SQL), now.date(), p))
+    with stage("offline"):
+        results["offline"] = reconcile(conn, ("offline",),
+                                       rules.offline_alerts(rules.load(conn, rules.OFFLINE_SQL), now, p))
+    with stage("entrapment"):
+        keep, resolved = rules.entrapment_outcome(rules.load(conn, rules.ENTRAPMENT_SQL), p)
+        results["entrapment"] = reconcile(conn, ("entrapment",), keep, resolved)
+    with stage("frequent_faults"):
+        faults = rules.load(conn, rules.FAULTS_SQL, {"since": now - p.frequent_fault_window,
+                                                     "threshold": p.frequent_fault_threshold})
+        results["frequent_faults"] = reconcile(conn, ("frequent_faults",), rules.frequent_fault_alerts(faults, p))
     if opts.anomaly:
         from analytics import anomaly
 
-        results["anomaly"] = anomaly.assess(conn, now=now, run_id=run_id)
+        with stage("anomaly"):
+            results["anomaly"] = anomaly.assess(conn, now=now, run_id=run_id)
 
     from analytics import risk
 
-    counts["risk_grades"] = risk.assess(conn, now=now, max_advised_days=opts.max_advised_days)
+    with stage("risk"):
+        counts["risk_grades"] = risk.assess(conn, now=now, max_advised_days=opts.max_advised_days)
     counts["alerts"] = {k: asdict(v) for k, v in results.items()}
     counts["alerts_opened"] = sum(v.opened for v in results.values())
     counts["alerts_resolved"] = sum(v.resolved for v in results.values())
     counts["open_alerts"] = conn.execute("SELECT count(*) AS n FROM alerts WHERE status = 'open'").fetchone()["n"]
+    counts["stage_seconds"] = stage.seconds
     return counts, (r.window_from, r.window_to)

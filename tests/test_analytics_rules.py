@@ -200,6 +200,8 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     assert db.execute("SELECT count(*) AS n FROM unit_hourly").fetchone()["n"] == 1
     runs = db.execute("SELECT status, counts, code_version FROM analytics_runs ORDER BY run_id").fetchall()
     assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
+    assert set(runs[0]["counts"]["stage_seconds"]) == {"rollups", "maintenance", "countersign", "unverified", "inspection",
+                                                       "offline", "entrapment", "frequent_faults", "anomaly", "risk"}
 
 
 def test_trips_count_across_hour_boundaries_missing_counters_and_resets(db, db_url) -> None:
