@@ -1,7 +1,8 @@
 """Incremental rollups: unit_hourly from the raw hypertables, unit_daily from unit_hourly.
 
-Each pass recomputes the buckets from (watermark - grace) up to now, so the current hour is
-refreshed and data arriving late within the grace window is aggregated again; the upsert
+Each pass refreshes the current hour; the first pass of every hour
+recomputes from (watermark - grace), so data arriving late within the grace window is
+aggregated again within the hour it arrives; the upsert
 (`ON CONFLICT DO UPDATE`) makes a pass idempotent. Retention drops whole raw chunks older
 than the setting with TimescaleDB's `drop_chunks` (the rollups keep the history).
 """
@@ -15,7 +16,8 @@ import psycopg
 
 HOURLY_WATERMARK = "rollup_hourly"
 MAX_SAMPLE_GAP = "5 minutes"  # a sample counts for the time until the next one, at most this long
-TRIP_LOOKBACK = "1 hour"  # longest silence trips are counted across (and how far back a window looks)
+TRIP_SILENCE = timedelta(minutes=15)  # longest silence trips are counted across (the default offline
+# threshold: a unit silent longer is offline, and its faults are lost too), and how far back a window looks
 
 # the same upsert ends both rollup statements (hourly from raw rows, daily from hours)
 _UPSERT_TAIL = """
@@ -35,10 +37,10 @@ _HOURLY = """
 WITH raw AS (
     SELECT unit_id, time, mode, door_close_ms, abs(leveling_mm) AS lev, vibration_mg, motor_temp_c,
            -- trips: how far run_count got past every earlier sample's (a running max: samples without
-           -- it and counter resets count nothing), including the last sample of the hour before; not
-           -- across a silence longer than TRIP_LOOKBACK: the faults of an outage are lost too, and
-           -- trips without their faults would understate every rate per trip
-           CASE WHEN time - lag(time) OVER w <= %(lookback)s::interval
+           -- it and counter resets count nothing), including the sample before the window; not across
+           -- a silence longer than TRIP_SILENCE: the faults of an outage are lost too, and trips
+           -- without their faults would understate every rate per trip
+           CASE WHEN time - lag(time) OVER w <= %(lookback)s
                 THEN GREATEST(run_count - max(run_count) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
            END AS trips,
            -- free-form device field: a number counts (clamped to 0..100), anything else is ignored
@@ -46,7 +48,7 @@ WITH raw AS (
                 THEN LEAST(GREATEST((extra ->> 'door_reopens')::numeric, 0), 100)::int END AS reopens,
            LEAST(COALESCE(lead(time) OVER w, time), time + %(gap)s::interval) - time AS dur
       FROM telemetry
-     WHERE time >= %(from)s - %(lookback)s::interval AND time < %(to)s
+     WHERE time >= %(from)s - %(lookback)s AND time < %(to)s
     WINDOW w AS (PARTITION BY unit_id ORDER BY time, seq)
 ), s AS (
     SELECT * FROM raw WHERE time >= %(from)s
@@ -139,16 +141,27 @@ def _floor(t: datetime, step: timedelta) -> datetime:
 
 def update_rollups(conn: psycopg.Connection, *, now: datetime, grace: timedelta,
                    first_window: timedelta) -> RollupResult:
-    """Recompute hours from (watermark - grace) to now, and the days those hours touch (dict rows)."""
+    """Recompute the hours that may have changed, and the days those hours touch (dict rows).
+
+    The first pass of an hour (the watermark, the hour of the last pass, moves) recomputes from
+    (watermark - grace): late data is aggregated within the hour it arrives. The other passes
+    of the hour (the loop runs every minute) recompute only the current hour: the grace sweep over
+    every unit's last seven hours on every pass is what made a pass slow at 20,000 units."""
     with conn.transaction():
         row = conn.execute("SELECT value FROM analytics_state WHERE key = %s FOR UPDATE", (HOURLY_WATERMARK,)).fetchone()
         wm = row["value"] if row else None
-        start = _floor((wm - grace) if wm else (now - first_window), timedelta(hours=1))
-        end = _floor(now, timedelta(hours=1)) + timedelta(hours=1)
-        # trips look back TRIP_LOOKBACK for the run_count before `start`; across a longer silence
+        hour = _floor(now, timedelta(hours=1))
+        if wm is None:
+            start = _floor(now - first_window, timedelta(hours=1))
+        elif hour > wm:
+            start = _floor(wm - grace, timedelta(hours=1))
+        else:
+            start = min(hour, _floor(wm, timedelta(hours=1)))
+        end = hour + timedelta(hours=1)
+        # trips look back TRIP_SILENCE for the run_count before `start`; across a longer silence
         # they are not counted at all, whatever the pass timing (see _HOURLY).
         hourly = conn.execute(_HOURLY, {"from": start, "to": end, "gap": MAX_SAMPLE_GAP,
-                                        "lookback": TRIP_LOOKBACK}).rowcount
+                                        "lookback": TRIP_SILENCE}).rowcount
         day_start = _floor(start, timedelta(days=1))
         daily = conn.execute(_DAILY, {"from": day_start, "to": end}).rowcount
         conn.execute(

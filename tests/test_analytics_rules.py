@@ -192,39 +192,47 @@ def test_rollups_hourly_daily_and_late_data(db, db_url) -> None:
     d = db.execute("SELECT samples, door_reopens, door_close_ms_mean, motor_temp_min FROM unit_daily "
                    "WHERE unit_id = 'EL-1'").fetchone()
     assert d == {"samples": 6, "door_reopens": 3, "door_close_ms_mean": pytest.approx(3250.0), "motor_temp_min": 30.0}
-    # a late sample inside the grace window is aggregated on the next pass; nothing is duplicated
+    # a late sample inside the grace window: the other passes of the hour refresh only this hour and
+    # the one before; the first pass of the next hour sweeps the grace window. Nothing is duplicated.
     _telemetry(db, "EL-1", [hour + timedelta(minutes=55)], door_close_ms=3900.0)
+
+    def samples() -> int:
+        return db.execute("SELECT samples FROM unit_hourly WHERE unit_id = 'EL-1' AND bucket = %s", (hour,)).fetchone()["samples"]
+
     _pass(db_url, NOW + timedelta(minutes=30))
-    h2 = db.execute("SELECT samples FROM unit_hourly WHERE unit_id = 'EL-1' AND bucket = %s", (hour,)).fetchone()
-    assert h2["samples"] == 7
+    assert samples() == 6
+    _pass(db_url, NOW + timedelta(minutes=65))
+    assert samples() == 7
     assert db.execute("SELECT count(*) AS n FROM unit_hourly").fetchone()["n"] == 1
-    runs = db.execute("SELECT status, counts, code_version FROM analytics_runs ORDER BY run_id").fetchall()
-    assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
+    runs = db.execute("SELECT status, counts, code_version, window_from FROM analytics_runs ORDER BY run_id").fetchall()
+    assert [r["status"] for r in runs] == ["ok", "ok", "ok"] and runs[0]["counts"]["hourly_rows"] == 1
+    assert [r["window_from"].hour for r in runs[1:]] == [12, 6]  # this hour; then the grace sweep
     assert set(runs[0]["counts"]["stage_seconds"]) == {"rollups", "maintenance", "countersign", "unverified", "inspection",
                                                        "offline", "entrapment", "frequent_faults", "anomaly", "risk"}
 
 
 def test_trips_count_across_hour_boundaries_missing_counters_and_resets(db, db_url) -> None:
-    """Trips are how far run_count gets past every earlier sample's, the previous hour's included."""
+    """Trips are how far run_count gets past every earlier sample's, the previous hour's included,
+    but not across a silence longer than the offline threshold (15 minutes)."""
     t9 = NOW.replace(hour=9, minute=0)
-    counts = {50: 10, 65: 12, 80: None, 100: 13, 130: 3, 140: 5, 150: 14,  # minutes after 09:00 -> run_count
+    counts = {50: 10, 60: 12, 70: None, 80: 13, 95: 3, 105: 5, 115: 14,  # minutes after 09:00 -> run_count
               275: 90}  # after two silent hours: the trips (and faults) of the silence were never reported
     _telemetry(db, "EL-1", [t9 + timedelta(minutes=m) for m in counts])
     for m, rc in counts.items():
         db.execute("UPDATE telemetry SET run_count = %s WHERE time = %s", (rc, t9 + timedelta(minutes=m)))
     _pass(db_url, NOW.replace(hour=14))
     trips = {r["bucket"].hour: r["trips"] for r in db.execute("SELECT bucket, trips FROM unit_hourly ORDER BY bucket")}
-    # 10:00 counts the trips since 09:50 (12 - 10, then 13 - 12); the reset at 11:10 counts nothing
-    # until the counter passes the highest value seen before it; 13:35 follows a silence
-    assert trips == {9: 0, 10: 3, 11: 1, 13: 0}
+    # 10:00 counts the trips since 09:50 (12 - 10, then 13 - 12); the reset at 10:35 counts nothing
+    # until the counter passes the highest value seen before it (14 - 13); 13:35 follows a silence
+    assert trips == {9: 0, 10: 4, 13: 0}
     assert db.execute("SELECT trips FROM unit_daily").fetchone()["trips"] == 4
-    # once the watermark is at 16:00, a pass recomputes from 10:00 (6 h grace) and still finds
-    # 09:50 to count from: no trip is lost at the window's edge
+    # once the watermark is at 16:00, the next hour's first pass recomputes from 10:00 (6 h grace)
+    # and still finds 09:50 to count from: no trip is lost at the window's edge
     _pass(db_url, NOW.replace(hour=16, minute=10))
-    run = _pass(db_url, NOW.replace(hour=16, minute=30))
+    run = _pass(db_url, NOW.replace(hour=17, minute=5))
     assert run["duration_s"] >= 0 and db.execute(
         "SELECT window_from FROM analytics_runs ORDER BY run_id DESC LIMIT 1").fetchone()["window_from"] == t9.replace(hour=10)
-    assert {r["bucket"].hour: r["trips"] for r in db.execute("SELECT bucket, trips FROM unit_hourly")}[10] == 3
+    assert {r["bucket"].hour: r["trips"] for r in db.execute("SELECT bucket, trips FROM unit_hourly")}[10] == 4
 
 
 def test_daily_means_weigh_hours_by_the_samples_that_carry_the_reading(db, db_url) -> None:

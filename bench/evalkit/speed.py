@@ -21,7 +21,8 @@ import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
-from analytics import anomaly
+from analytics import anomaly, rollups
+from analytics.rollups import TRIP_SILENCE
 from analytics.run import PassOptions, run_pass
 from bench.common import log
 from liftwatch.contract import Telemetry
@@ -43,8 +44,8 @@ def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[st
     """The window aggregates of anomaly.FEATURES_SQL, from raw rows, in pandas."""
     start = anomaly.window_start(now)
     params = {"units": unit_ids, "from": start, "to": anomaly.window_end(now)}
-    # an hour before the window too, as the rollups do: trips count from the sample before
-    t = pd.DataFrame(conn.execute(_RAW_TELEMETRY, {**params, "from": start - timedelta(hours=1)}).fetchall())
+    # a little before the window too, as the rollups do: trips count from the sample before
+    t = pd.DataFrame(conn.execute(_RAW_TELEMETRY, {**params, "from": start - TRIP_SILENCE}).fetchall())
     ev = pd.DataFrame(conn.execute(_RAW_EVENTS, params).fetchall(), columns=["time", "unit_id", "code"])
     kinds = {r["unit_id"]: r["kind"] for r in conn.execute("SELECT unit_id, kind FROM units WHERE unit_id = ANY(%s)",
                                                            (unit_ids,))}
@@ -53,7 +54,7 @@ def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[st
     t = t.sort_values(["unit_id", "time", "seq"])
     before = t.groupby("unit_id")["run_count"].transform(lambda rc: rc.cummax().ffill().shift())
     gap = t.groupby("unit_id")["time"].diff()
-    t["trips"] = (t["run_count"] - before).clip(lower=0).where(gap <= timedelta(hours=1))  # as the rollups
+    t["trips"] = (t["run_count"] - before).clip(lower=0).where(gap <= TRIP_SILENCE)  # as the rollups
     t = t[t["time"] >= pd.Timestamp(start)]
     t["day"] = t["time"].dt.floor("D")
     daily = t.groupby(["unit_id", "day"]).agg(
