@@ -116,24 +116,36 @@ def countersign_alerts(orders: list[dict[str, Any]], now: datetime, p: RuleParam
 
 # --- unverified visits ---------------------------------------------------------------------------
 
+# Visits measured now: no check yet, or signed less than SETTLE ago (late telemetry, the faults of
+# the 72 h after the signature); one scan of the unit's telemetry per visit. The others are
+# settled: their verdict is read from visit_checks instead of scanning the raw rows again.
 UNVERIFIED_SQL = """
 SELECT w.unit_id, w.work_order_id, w.kind, w.checked_in_at, w.signed_at,
-       (SELECT count(*) FROM telemetry t WHERE t.unit_id = w.unit_id
-           AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS samples,
-       (SELECT count(*) FROM telemetry t WHERE t.unit_id = w.unit_id AND t.mode = 'inspection'
-           AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS inspection_samples,
-       (SELECT array_agg(DISTINCT t.mode) FROM telemetry t WHERE t.unit_id = w.unit_id
-           AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) AS modes_seen,
+       c.samples, c.inspection_samples, COALESCE(c.modes_seen, '{}') AS modes_seen,
        (SELECT count(*) FROM events e WHERE e.unit_id = w.unit_id AND e.state = 'raised'
-           AND e.time > w.signed_at AND e.time <= w.signed_at + interval '72 hours') AS faults_72h
+           AND e.time > w.signed_at AND e.time <= w.signed_at + interval '72 hours') AS faults_72h,
+       true AS measured
   FROM work_orders w
- WHERE w.status IN ('signed', 'closed') AND w.signed_at >= %(since)s"""
+  LEFT JOIN visit_checks vc USING (work_order_id)
+  CROSS JOIN LATERAL (
+      SELECT count(*) AS samples, count(*) FILTER (WHERE t.mode = 'inspection') AS inspection_samples,
+             array_agg(DISTINCT t.mode) FILTER (WHERE t.mode IS NOT NULL) AS modes_seen
+        FROM telemetry t
+       WHERE t.unit_id = w.unit_id AND t.time BETWEEN w.checked_in_at - %(tol)s AND w.signed_at + %(tol)s) c
+ WHERE w.status IN ('signed', 'closed') AND w.signed_at >= %(since)s
+   AND (vc.work_order_id IS NULL OR w.signed_at >= %(settled)s)
+UNION ALL
+SELECT w.unit_id, w.work_order_id, w.kind, w.checked_in_at, w.signed_at,
+       vc.samples, vc.inspection_samples, vc.modes_seen, vc.faults_72h, false AS measured
+  FROM work_orders w JOIN visit_checks vc USING (work_order_id)
+ WHERE w.status IN ('signed', 'closed') AND w.signed_at >= %(since)s AND w.signed_at < %(settled)s"""
+SETTLE = timedelta(hours=72)  # how long after its signature a visit is still measured
 
 _VISIT_CHECK = """
-INSERT INTO visit_checks (work_order_id, unit_id, samples, inspection_samples, verdict, faults_72h)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO visit_checks (work_order_id, unit_id, samples, inspection_samples, modes_seen, verdict, faults_72h)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (work_order_id) DO UPDATE SET samples = EXCLUDED.samples, inspection_samples = EXCLUDED.inspection_samples,
-    verdict = EXCLUDED.verdict, faults_72h = EXCLUDED.faults_72h, checked_at = now()"""
+    modes_seen = EXCLUDED.modes_seen, verdict = EXCLUDED.verdict, faults_72h = EXCLUDED.faults_72h, checked_at = now()"""
 
 
 def verdict(visit: dict[str, Any]) -> str:
@@ -144,12 +156,13 @@ def verdict(visit: dict[str, Any]) -> str:
 
 
 def record_visit_checks(conn: psycopg.Connection, visits: list[dict[str, Any]]) -> int:
-    """Keep each recent visit's verdict while its raw rows exist: the scorecards read it after
-    retention has dropped them (migration 0011)."""
+    """Keep the verdict of each visit measured by this pass: the scorecards read it after retention
+    has dropped the raw rows, and later passes instead of the raw rows (migration 0011)."""
+    measured = [v for v in visits if v["measured"]]
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(_VISIT_CHECK, [(v["work_order_id"], v["unit_id"], v["samples"], v["inspection_samples"],
-                                        verdict(v), v["faults_72h"]) for v in visits])
-    return len(visits)
+                                        list(v["modes_seen"] or []), verdict(v), v["faults_72h"]) for v in measured])
+    return len(measured)
 
 
 def unverified_alerts(visits: list[dict[str, Any]], p: RuleParams) -> list[AlertSpec]:

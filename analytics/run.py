@@ -112,8 +112,8 @@ def _pass(conn: psycopg.Connection, opts: PassOptions, now: datetime, run_id: in
         results["countersign"] = reconcile(conn, ("countersign_missing",),
                                            rules.countersign_alerts(rules.load(conn, rules.COUNTERSIGN_SQL), now, p))
     with stage("unverified"):
-        visits = rules.load(conn, rules.UNVERIFIED_SQL, {"tol": p.inspection_tolerance,
-                                                         "since": now - p.unverified_lookback})
+        visits = rules.load(conn, rules.UNVERIFIED_SQL, {"tol": p.inspection_tolerance, "since": now - p.unverified_lookback,
+                                                         "settled": now - rules.SETTLE - p.inspection_tolerance})
         results["unverified"] = reconcile(conn, ("unverified_visit",), rules.unverified_alerts(visits, p))
         counts["visits_checked"] = rules.record_visit_checks(conn, visits)
     with stage("inspection"):

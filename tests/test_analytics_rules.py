@@ -124,6 +124,23 @@ def test_unverified_visit_cases(db, db_url) -> None:
     assert {a["unit_id"] for a in _open(db, "unverified_visit")} == {"EL-2"}
 
 
+def test_a_settled_visit_keeps_its_verdict_without_scanning_the_raw_rows_again(db, db_url) -> None:
+    """Measured while fresh, a visit signed more than 72 h ago is judged from visit_checks: its
+    alert keeps its reason when the raw rows are gone, and the pass no longer rescans them."""
+    start, end = NOW - timedelta(days=5, hours=1), NOW - timedelta(days=5)
+    _signed_order(db, "EL-2", "half_monthly", start, end, "closed")
+    _telemetry(db, "EL-2", [start + timedelta(minutes=m) for m in range(0, 60, 5)], mode="normal")
+    first = _pass(db_url)  # no check yet: measured now
+    before = _open(db, "unverified_visit")
+    assert first["visits_checked"] == 1 and before[0]["details"]["visits"][0]["modes_seen"] == ["normal"]
+    db.execute("DELETE FROM telemetry")  # retention, say
+    second = _pass(db_url, NOW + timedelta(minutes=1))
+    assert second["visits_checked"] == 0  # settled: read, not measured
+    after = _open(db, "unverified_visit")
+    assert [(a["reason"], a["details"]) for a in after] == [(b["reason"], b["details"]) for b in before]
+    assert "shows no inspection mode" in after[0]["reason"]
+
+
 @pytest.mark.parametrize(("days", "kind"), [(-1, "inspection_overdue"), (0, "inspection_due_soon"),
                                             (30, "inspection_due_soon"), (31, None)])
 def test_inspection_boundaries(db, db_url, days, kind) -> None:
