@@ -332,6 +332,13 @@ def _sentence(col: str, v: float, typical: float | None = None) -> str:
     return f"{v:.1f} {name} in {WINDOW_DAYS} days"
 
 
+_ASSESSMENT = """
+INSERT INTO unit_assessments (unit_id, assessed_at, anomaly_score, anomaly_flagged, anomaly_reasons, run_id)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (unit_id) DO UPDATE SET assessed_at = EXCLUDED.assessed_at, anomaly_score = EXCLUDED.anomaly_score,
+    anomaly_flagged = EXCLUDED.anomaly_flagged, anomaly_reasons = EXCLUDED.anomaly_reasons, run_id = EXCLUDED.run_id"""
+
+
 def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None,
            scorer: str = DEFAULT_SCORER) -> ReconcileResult:
     """Score every unit with enough data, store the assessment, reconcile anomaly_prone alerts."""
@@ -343,19 +350,14 @@ def assess(conn: psycopg.Connection, *, now: datetime, run_id: int | None = None
     groups = peer_groups(features)
     typical = peer_typical(features, groups)
     alerts = []
+    rows = []
+    for i, unit_id in features["unit_id"].items():
+        reasons = explain(features, z, i, typical.loc[groups[i]]) if scored.flagged[i] else []
+        rows.append((unit_id, now, float(scored.scores[i]), bool(scored.flagged[i]), Jsonb(reasons), run_id))
+        if scored.flagged[i] and reasons:
+            alerts.append(AlertSpec(unit_id, "anomaly_prone", "warning", "; ".join(r["text"] for r in reasons),
+                                    {"score": round(float(scored.scores[i]), 3), "scorer": scorer,
+                                     "window_days": WINDOW_DAYS, "features": reasons}))
     with conn.transaction(), conn.cursor() as cur:
-        for i, unit_id in features["unit_id"].items():
-            reasons = explain(features, z, i, typical.loc[groups[i]]) if scored.flagged[i] else []
-            cur.execute(
-                """INSERT INTO unit_assessments (unit_id, assessed_at, anomaly_score, anomaly_flagged, anomaly_reasons, run_id)
-                   VALUES (%s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (unit_id) DO UPDATE SET assessed_at = EXCLUDED.assessed_at,
-                       anomaly_score = EXCLUDED.anomaly_score, anomaly_flagged = EXCLUDED.anomaly_flagged,
-                       anomaly_reasons = EXCLUDED.anomaly_reasons, run_id = EXCLUDED.run_id""",
-                (unit_id, now, float(scored.scores[i]), bool(scored.flagged[i]), Jsonb(reasons), run_id))
-            if scored.flagged[i] and reasons:
-                alerts.append(AlertSpec(unit_id, "anomaly_prone", "warning",
-                                        "; ".join(r["text"] for r in reasons),
-                                        {"score": round(float(scored.scores[i]), 3), "scorer": scorer,
-                                         "window_days": WINDOW_DAYS, "features": reasons}))
+        cur.executemany(_ASSESSMENT, rows)  # one batch (pipeline), not 20,000 round trips
     return reconcile(conn, ("anomaly_prone",), alerts)

@@ -92,15 +92,15 @@ def assess(conn: psycopg.Connection, *, now: datetime, max_advised_days: int = 1
     """Grade every unit and store grade, reasons and advisory interval in unit_assessments."""
     rows = conn.execute(INPUTS_SQL, {"since30": now - timedelta(days=30), "since90": now - timedelta(days=90)}).fetchall()
     counts = {"A": 0, "B": 0, "C": 0, "D": 0}
+    graded = [grade(row, now.date(), max_advised_days) for row in rows]
+    for r in graded:
+        counts[r.grade] += 1
     with conn.transaction(), conn.cursor() as cur:
-        for row in rows:
-            r = grade(row, now.date(), max_advised_days)
-            counts[r.grade] += 1
-            cur.execute(
-                """INSERT INTO unit_assessments (unit_id, assessed_at, risk_grade, risk_reasons, advised_half_monthly_days)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (unit_id) DO UPDATE SET assessed_at = EXCLUDED.assessed_at,
-                       risk_grade = EXCLUDED.risk_grade, risk_reasons = EXCLUDED.risk_reasons,
-                       advised_half_monthly_days = EXCLUDED.advised_half_monthly_days""",
-                (r.unit_id, now, r.grade, Jsonb(r.reasons), r.advised_days))
+        cur.executemany(  # one batch (pipeline), not one round trip per unit
+            """INSERT INTO unit_assessments (unit_id, assessed_at, risk_grade, risk_reasons, advised_half_monthly_days)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (unit_id) DO UPDATE SET assessed_at = EXCLUDED.assessed_at,
+                   risk_grade = EXCLUDED.risk_grade, risk_reasons = EXCLUDED.risk_reasons,
+                   advised_half_monthly_days = EXCLUDED.advised_half_monthly_days""",
+            [(r.unit_id, now, r.grade, Jsonb(r.reasons), r.advised_days) for r in graded])
     return counts
