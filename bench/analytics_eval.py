@@ -94,8 +94,10 @@ def _print_speed(doc: dict[str, Any]) -> None:
               f"ratio {f['ratio']:.0f}x; largest disagreement {worst[0]} {worst[1]['max_diff_in_spreads']:.1e} of its spread")
     sc = doc.get("scale")
     if sc and "ratio" in sc:
-        sizes = " vs ".join(f"{v['units']:,} units {v['median_s']:.1f} s" for v in sc["sizes"].values())
-        print(f"steady-state pass: {sizes}: {sc['ratio']:.2f}x for {sc['units_ratio']:.1f}x the units")
+        sizes = " vs ".join(f"{v['units']:,} units {v['median_s']:.1f} s (first of the hour {v['sweep_median_s']:.1f} s)"
+                            for v in sc["sizes"].values())
+        print(f"steady-state pass: {sizes}: {sc['ratio']:.2f}x ({sc['sweep_ratio']:.2f}x) for {sc['units_ratio']:.1f}x "
+              "the units")
     lv = doc.get("live")
     if lv:
         a, m = lv["delay_to_alert_row_s"], lv["delay_to_mqtt_alert_s"]
