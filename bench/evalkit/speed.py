@@ -29,6 +29,7 @@ from liftwatch.contract import Telemetry
 
 DOOR = ("door_close_fault", "door_open_fault", "door_lock_fault")
 SAFETY = ("safety_circuit_break", "overtravel_top", "overtravel_bottom", "brake_fault")
+NOT_THE_UNITS = ("alarm_button", "power_failure")  # people and the grid (as anomaly.FEATURES_SQL)
 
 _RAW_TELEMETRY = """
 SELECT t.time, t.unit_id, t.seq, t.door_close_ms, abs(t.leveling_mm) AS lev, t.vibration_mg, t.motor_temp_c, t.run_count,
@@ -62,9 +63,10 @@ def pandas_aggregates(conn: psycopg.Connection, now: datetime, unit_ids: list[st
         temp_min=("motor_temp_c", "min"),
         cycles=("door_close_ms", "count"), reopens=("reopens", "sum"), trips=("trips", "sum"))
     ev["day"] = ev["time"].dt.floor("D")
+    ev["unit_fault"] = ~ev["code"].isin(NOT_THE_UNITS)
     ev["door"] = ev["code"].isin(DOOR)
     ev["safety"] = ev["code"].isin(SAFETY)
-    evd = ev.groupby(["unit_id", "day"]).agg(f_all=("code", "size"), f_door=("door", "sum"), f_safety=("safety", "sum"))
+    evd = ev.groupby(["unit_id", "day"]).agg(f_all=("unit_fault", "sum"), f_door=("door", "sum"), f_safety=("safety", "sum"))
     daily = daily.join(evd, how="outer").reset_index()
     for col in ("trips", "cycles", "reopens", "f_all", "f_door", "f_safety"):
         daily[col] = daily[col].fillna(0)
