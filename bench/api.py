@@ -173,7 +173,7 @@ def seed_people(dsn: str) -> dict[str, Actor]:
 
 def prepare_signed_orders(dsn: str, n: int, tech: Actor) -> list[int]:
     """n half-monthly orders on units of MC000 / UU0000, checked in, filled and signed by the technician."""
-    cl = checklists.get(checklists.CHECKLIST_FOR_UNIT_KIND["traction"])
+    cl = checklists.checklist_for("traction")
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         units = [r["unit_id"] for r in conn.execute(
             """SELECT unit_id FROM units WHERE maintenance_company_id = 'MC000' AND user_unit_id = 'UU0000'

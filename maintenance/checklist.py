@@ -14,9 +14,6 @@ from typing import Any
 import orjson
 
 PLAN_KINDS = ("half_monthly", "quarterly", "semi_annual", "annual")
-#: Unit kinds with a checklist. Annexes B-D (hydraulic, dumbwaiter, escalator) are not in the
-#: reference data yet, so those units get no plans until their checklists are added.
-CHECKLIST_FOR_UNIT_KIND = {"traction": "tsg-t5002-2017-traction"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +34,15 @@ class Measurement:
 
 
 @dataclass(frozen=True, slots=True)
+class Seasonal:
+    """An item the text ties to a season (D-2-05 before the rainy season, D-3-12 before winter)."""
+
+    before: str  # rainy_season | winter
+    note_zh: str
+    note_en: str
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     code: str
     kind: str
@@ -47,6 +53,7 @@ class Item:
     requirement_en: str
     test_item: bool
     measurement: Measurement | None
+    seasonal: Seasonal | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,9 @@ class Checklist:
     includes: dict[str, tuple[str, ...]]
     items: tuple[Item, ...]
     raw: dict[str, Any]
+    applies_to: tuple[str, ...] = ()
+    #: where the wording comes from when it is not the official text (Annexes B-D: a transcription)
+    provenance: dict[str, Any] | None = None
 
     def items_for(self, kind: str) -> list[Item]:
         kinds = set(self.includes[kind])
@@ -71,17 +81,20 @@ def _parse(doc: dict[str, Any]) -> Checklist:
     items = []
     for it in doc["items"]:
         m = it.get("measurement")
+        season = it.get("seasonal")
         items.append(Item(
             code=it["code"], kind=it["kind"], seq=it["seq"], name_zh=it["name_zh"], name_en=it["name_en"],
             requirement_zh=it["requirement_zh"], requirement_en=it["requirement_en"], test_item=it["test_item"],
             measurement=Measurement(m["quantity"], m["unit"], m.get("min"), m.get("max"), m["limit_source"]) if m else None,
+            seasonal=Seasonal(season["before"], season["note_zh"], season["note_en"]) if season else None,
         ))
     kinds = doc["kinds"]
     return Checklist(
         checklist_id=doc["checklist_id"], version=doc["version"], title_en=doc.get("title_en", ""),
         interval_days={k: v["interval_days"] for k, v in kinds.items()},
         includes={k: tuple(v["includes"]) for k, v in kinds.items()},
-        items=tuple(items), raw=doc,
+        items=tuple(items), raw=doc, applies_to=tuple(doc.get("applies_to", ())),
+        provenance=doc.get("provenance"),
     )
 
 
@@ -101,3 +114,21 @@ def get(checklist_id: str, version: int | None = None) -> Checklist | None:
         return lists.get((checklist_id, version))
     versions = [v for (cid, v) in lists if cid == checklist_id]
     return lists[(checklist_id, max(versions))] if versions else None
+
+
+def checklist_for(unit_kind: str) -> Checklist | None:
+    """The newest checklist whose `applies_to` names this unit kind, or None."""
+    newest: Checklist | None = None
+    for cl in all_checklists().values():
+        if unit_kind in cl.applies_to and (newest is None or cl.version > newest.version):
+            newest = cl
+    return newest
+
+
+def checklist_ids_by_unit_kind() -> dict[str, str]:
+    """Unit kind -> checklist id, from the data files' own `applies_to`."""
+    out: dict[str, str] = {}
+    for cl in sorted(all_checklists().values(), key=lambda c: c.version):
+        for unit_kind in cl.applies_to:
+            out[unit_kind] = cl.checklist_id
+    return out

@@ -58,7 +58,7 @@ def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> Schedul
     `conn` must use dict rows (as every maintenance function does)."""
     result = ScheduleResult()
     with conn.transaction(), conn.cursor() as cur:
-        for unit_kind, checklist_id in checklists.CHECKLIST_FOR_UNIT_KIND.items():
+        for unit_kind, checklist_id in checklists.checklist_ids_by_unit_kind().items():
             cl = checklists.get(checklist_id)
             kinds = list(checklists.PLAN_KINDS)
             cur.execute(_ENSURE_PLANS, {"checklist_id": checklist_id, "kinds": kinds,
@@ -73,6 +73,6 @@ def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> Schedul
                              plan_id=plan["plan_id"], checklist_id=plan["checklist_id"])
                 result.orders_created += 1
         cur.execute("SELECT count(*) AS n FROM units WHERE NOT (kind = ANY(%s))",
-                    (list(checklists.CHECKLIST_FOR_UNIT_KIND),))
+                    (list(checklists.checklist_ids_by_unit_kind()),))
         result.units_without_checklist = cur.fetchone()["n"]
     return result

@@ -54,8 +54,7 @@ def create_order(conn: psycopg.Connection, *, unit_id: str, kind: str, due_on: d
         raise not_found(f"unit {unit_id}")
     if unit["maintenance_company_id"] is None:
         raise ApiError(409, "no_maintenance_company", f"unit {unit_id} has no maintenance company")
-    cid = checklist_id or checklists.CHECKLIST_FOR_UNIT_KIND.get(unit["kind"])
-    cl = checklists.get(cid) if cid else None
+    cl = checklists.get(checklist_id) if checklist_id else checklists.checklist_for(unit["kind"])
     if cl is None:
         raise ApiError(409, "no_checklist", f"no statutory checklist is available for {unit['kind']} units yet")
     row = conn.execute(

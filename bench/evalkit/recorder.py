@@ -114,7 +114,7 @@ class Recorder:
         tech = self._signer("technician", spec.site.maintenance_company_id)
         wo_id = self._open_order(v)
         workorders.check_in(self.conn, tech.user, wo_id, spec.site.lat, spec.site.lon, at=_dt(t))
-        cl = checklists.get(checklists.CHECKLIST_FOR_UNIT_KIND[spec.kind])
+        cl = checklists.checklist_for(spec.kind)
         for item in cl.items_for(v.kind):
             m = item.measurement
             entry = entry_for({"code": item.code, "measurement": None if m is None else

@@ -113,8 +113,9 @@ def replay(dsn: str, cfg: ReplayConfig, end: datetime) -> ReplayResult:
         schedule(conn)  # the four statutory plans of every unit with a checklist (and their first orders)
         conn.execute("UPDATE maintenance_plans SET created_at = %s", (_dt(window.history_start),))
         recorder = Recorder(conn, seed=cfg.seed, visits=sim.visits, units={u.unit_id: u for u in fleet.units})
-        planned_kinds = set(checklists.CHECKLIST_FOR_UNIT_KIND)
-        intervals = checklists.get(next(iter(checklists.CHECKLIST_FOR_UNIT_KIND.values()))).interval_days
+        planned_kinds = set(checklists.checklist_ids_by_unit_kind())
+        intervals = {k: v for cid in set(checklists.checklist_ids_by_unit_kind().values())
+                     for k, v in checklists.get(cid).interval_days.items()}  # the same 15/90/180/365 in every annex
         oracle = Oracle(params=Params(intervals=dict(intervals)), plan_start=window.history_start, units=units_truth,
                         planned_kinds=planned_kinds,
                         visits=[VisitT(v.unit_id, v.visit_id, v.kind, v.case, v.start, v.end) for v in sim.visits],
