@@ -143,7 +143,9 @@ def features_from_aggregates(raw: pd.DataFrame) -> pd.DataFrame:
     return f.replace([np.inf, -np.inf], np.nan).reset_index(drop=True)
 
 
-FAMILY = {"traction": "lifts", "hydraulic": "lifts", "escalator": "escalators", "moving_walk": "escalators"}
+# dumbwaiters are a family of their own: goods-only cars of a few hundred kg, not peers of passenger lifts
+FAMILY = {"traction": "lifts", "hydraulic": "lifts", "dumbwaiter": "dumbwaiters", "escalator": "escalators",
+          "moving_walk": "escalators"}
 MIN_PEERS = 10  # fewer units of a kind than this: compare them with their family, else with nobody
 ALONE = "alone"  # no peer group: judged against its own past only
 # fault counts per 1,000 trips of exposure: scored by their Poisson tail, not by a robust z (small

@@ -3,7 +3,7 @@
     LiftwatchError                 base of everything Liftwatch raises on purpose
     ├── ConfigurationError         settings, connections, missing services: an operator fixes it
     ├── MigrationError             schema cannot be brought up to date (edited or failing migration)
-    ├── ImportFileError            a registry CSV is wrong; carries the line number
+    ├── ImportFileError            an import CSV is wrong; carries the line number and the column
     └── ContractError              an MQTT payload breaks the contract; carries the reject reason
 
 The CLI turns a LiftwatchError into its message and exit code 1, never a traceback.
@@ -25,9 +25,10 @@ class MigrationError(LiftwatchError):
 
 
 class ImportFileError(LiftwatchError):
-    def __init__(self, message: str, *, line: int | None = None) -> None:
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line is not None else message)
         self.line = line
+        self.column = column
 
 
 class ContractError(LiftwatchError):

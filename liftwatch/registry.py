@@ -7,149 +7,60 @@ a bad row is reported with its line number and nothing of the file is applied.
 from __future__ import annotations
 
 import csv
-import io
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from liftwatch.contract import UNIT_ID_RE
+from liftwatch.csvfile import Column, choice, decimal_in, ident, int_in, iso_date, read_rows, text
+from liftwatch.csvfile import columns_help as _columns_help
 from liftwatch.errors import ImportFileError
+from liftwatch.vocab import UNIT_KINDS
 
-UNIT_KINDS = ("traction", "hydraulic", "escalator", "moving_walk")
 UNIT_STATUSES = ("in_service", "out_of_service", "suspended", "decommissioned")
 
 
-def _text(v: str) -> str | None:
-    return v.strip() or None
-
-
-def _ident(v: str) -> str | None:
-    v = v.strip()
-    if not v:
-        return None
-    if not UNIT_ID_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid id (letters, digits, _ and -, at most 64)")
-    return v
-
-
-def _date(v: str) -> date | None:
-    v = v.strip()
-    if not v:
-        return None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
-        raise ValueError(f"{v!r} is not a date (YYYY-MM-DD)")
-    return date.fromisoformat(v)
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int | None]:
-    def conv(v: str) -> int | None:
-        v = v.strip()
-        if not v:
-            return None
-        if not re.fullmatch(r"-?\d+", v) or not lo <= int(v) <= hi:
-            raise ValueError(f"{v!r} is not an integer in [{lo}, {hi}]")
-        return int(v)
-    return conv
-
-
-def _decimal_in(lo: float, hi: float) -> Callable[[str], Decimal | None]:
-    def conv(v: str) -> Decimal | None:
-        v = v.strip()
-        if not v:
-            return None
-        try:
-            d = Decimal(v)
-        except InvalidOperation:
-            raise ValueError(f"{v!r} is not a number") from None
-        if not d.is_finite() or not lo <= d <= hi:
-            raise ValueError(f"{v!r} is outside [{lo}, {hi}]")
-        return d
-    return conv
-
-
-def _choice(options: tuple[str, ...], default: str | None = None) -> Callable[[str], str | None]:
-    def conv(v: str) -> str | None:
-        v = v.strip()
-        if not v:
-            return default
-        if v not in options:
-            raise ValueError(f"{v!r} is not one of {', '.join(options)}")
-        return v
-    return conv
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    convert: Callable[[str], Any]
-    required: bool
-    doc: str
-
-
 COLUMNS: tuple[Column, ...] = (
-    Column("unit_id", _ident, True, "unit id used in MQTT topics (e.g. the 20-digit equipment code)"),
-    Column("registration_code", _text, False, "使用登记证编号; empty = not registered"),
-    Column("kind", _choice(UNIT_KINDS), True, "traction | hydraulic | escalator | moving_walk"),
-    Column("site_id", _ident, True, "site code; the site is created or updated from the next columns"),
-    Column("site_name", _text, True, "site (building) name"),
-    Column("address", _text, False, "street address"),
-    Column("district", _text, False, "district (区)"),
-    Column("city", _text, False, "city"),
-    Column("lat", _decimal_in(-90, 90), False, "latitude, WGS84 degrees"),
-    Column("lon", _decimal_in(-180, 180), False, "longitude, WGS84 degrees"),
-    Column("maintenance_company_id", _ident, False, "maintenance unit (维保单位) code"),
-    Column("maintenance_company_name", _text, False, "its name (needed the first time the code appears)"),
-    Column("user_unit_id", _ident, False, "user unit (使用单位) code"),
-    Column("user_unit_name", _text, False, "its name (needed the first time the code appears)"),
-    Column("model", _text, False, "manufacturer's model"),
-    Column("installed_on", _date, False, "YYYY-MM-DD"),
-    Column("floors", _int_in(1, 300), False, "number of landings served"),
-    Column("rated_speed_mps", _decimal_in(0.01, 999), False, "rated speed, m/s"),
-    Column("rated_load_kg", _int_in(1, 100000), False, "rated load, kg"),
-    Column("last_inspection_on", _date, False, "last periodic inspection, YYYY-MM-DD"),
-    Column("next_inspection_due", _date, False, "inspection certificate valid until, YYYY-MM-DD"),
-    Column("status", _choice(UNIT_STATUSES, "in_service"), False, "in_service (default) | out_of_service | suspended | decommissioned"),
+    Column("unit_id", ident, True, "unit id used in MQTT topics (e.g. the 20-digit equipment code)"),
+    Column("registration_code", text(), False, "使用登记证编号; empty = not registered"),
+    Column("kind", choice(UNIT_KINDS), True, " | ".join(UNIT_KINDS)),
+    Column("site_id", ident, True, "site code; the site is created or updated from the next columns"),
+    Column("site_name", text(), True, "site (building) name"),
+    Column("address", text(), False, "street address"),
+    Column("district", text(), False, "district (区)"),
+    Column("city", text(), False, "city"),
+    Column("lat", decimal_in(-90, 90), False, "latitude, WGS84 degrees"),
+    Column("lon", decimal_in(-180, 180), False, "longitude, WGS84 degrees"),
+    Column("maintenance_company_id", ident, False, "maintenance unit (维保单位) code"),
+    Column("maintenance_company_name", text(), False, "its name (needed the first time the code appears)"),
+    Column("user_unit_id", ident, False, "user unit (使用单位) code"),
+    Column("user_unit_name", text(), False, "its name (needed the first time the code appears)"),
+    Column("model", text(), False, "manufacturer's model"),
+    Column("installed_on", iso_date, False, "YYYY-MM-DD"),
+    Column("floors", int_in(1, 300), False, "number of landings served"),
+    Column("rated_speed_mps", decimal_in(0.01, 999), False, "rated speed, m/s"),
+    Column("rated_load_kg", int_in(1, 100000), False, "rated load, kg"),
+    Column("last_inspection_on", iso_date, False, "last periodic inspection, YYYY-MM-DD"),
+    Column("next_inspection_due", iso_date, False, "inspection certificate valid until, YYYY-MM-DD"),
+    Column("status", choice(UNIT_STATUSES, "in_service"), False, "in_service (default) | out_of_service | suspended | decommissioned"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
 
 def _parse_rows(stream: TextIO) -> list[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(stream)
-    header = reader.fieldnames or []
-    missing = [c.name for c in COLUMNS if c.required and c.name not in header]
-    if missing:
-        raise ImportFileError(f"header lacks required column(s): {', '.join(missing)}", line=1)
-    unknown = [h for h in header if h not in COLUMN_NAMES]
-    if unknown:
-        raise ImportFileError(f"unknown column(s): {', '.join(unknown)} (see `liftwatch units import --help`)", line=1)
-    rows: list[tuple[int, dict[str, Any]]] = []
+    rows = read_rows(stream, COLUMNS, command="liftwatch units import")
     seen: dict[str, int] = {}
-    for raw in reader:
-        line = reader.line_num
-        if None in raw:
-            raise ImportFileError("more fields than the header has", line=line)
-        row: dict[str, Any] = {}
-        for col in COLUMNS:
-            value = raw.get(col.name) or ""
-            try:
-                row[col.name] = col.convert(value)
-            except ValueError as exc:
-                raise ImportFileError(f"column {col.name}: {exc}", line=line) from None
-            if col.required and row[col.name] is None:
-                raise ImportFileError(f"column {col.name} is required", line=line)
+    for line, row in rows:
         if row["unit_id"] in seen:
-            raise ImportFileError(f"unit_id {row['unit_id']} already on line {seen[row['unit_id']]}", line=line)
+            raise ImportFileError(f"unit_id {row['unit_id']} already on line {seen[row['unit_id']]}",
+                                  line=line, column="unit_id")
         seen[row["unit_id"]] = line
         if (row["last_inspection_on"] and row["next_inspection_due"]
                 and row["next_inspection_due"] < row["last_inspection_on"]):
-            raise ImportFileError("next_inspection_due is before last_inspection_on", line=line)
-        rows.append((line, row))
+            raise ImportFileError("next_inspection_due is before last_inspection_on", line=line,
+                                  column="next_inspection_due")
     return rows
 
 
@@ -256,10 +167,7 @@ def export_units(conn: psycopg.Connection, out: TextIO) -> int:
 
 def columns_help() -> str:
     """The CSV columns, for --help and the README."""
-    buf = io.StringIO()
-    for c in COLUMNS:
-        buf.write(f"  {c.name}{' (required)' if c.required else ''}: {c.doc}\n")
-    return buf.getvalue()
+    return _columns_help(COLUMNS)
 
 
 def iter_unit_ids(conn: psycopg.Connection) -> Iterable[str]:

@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 
-PLAN_KINDS = ("half_monthly", "quarterly", "semi_annual", "annual")
+from liftwatch.vocab import PLAN_KINDS
+
+__all__ = ["PLAN_KINDS", "Checklist", "Item", "Measurement", "Seasonal", "all_checklists", "checklist_for",
+           "checklist_ids_by_unit_kind", "get"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ Strict = ConfigDict(extra="forbid")  # unknown fields are refused (422), never s
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 CompanyKind = Literal["maintenance", "user_unit", "manufacturer"]
-UnitKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
+UnitKind = Literal["traction", "hydraulic", "dumbwaiter", "escalator", "moving_walk"]  # = liftwatch.vocab.UnitKind
 UnitStatusValue = Literal["in_service", "out_of_service", "suspended", "decommissioned"]
 Role = Literal["admin", "supervisor", "company_manager", "technician", "user_unit"]
 # the company kind a person of each role belongs to (admin and supervisor: any or none)
