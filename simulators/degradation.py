@@ -26,6 +26,7 @@ class Mechanism(StrEnum):
 FOR_KIND: Final = {
     "traction": tuple(Mechanism),
     "hydraulic": tuple(Mechanism),
+    "dumbwaiter": tuple(Mechanism),
     "escalator": (Mechanism.GUIDE_ROLLER_WEAR, Mechanism.MOTOR_OVERHEATING, Mechanism.INTERMITTENT_SAFETY_CIRCUIT),
     "moving_walk": (Mechanism.GUIDE_ROLLER_WEAR, Mechanism.MOTOR_OVERHEATING, Mechanism.INTERMITTENT_SAFETY_CIRCUIT),
 }

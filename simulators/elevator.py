@@ -48,6 +48,8 @@ SAFETY = Mechanism.INTERMITTENT_SAFETY_CIRCUIT
 
 
 class LiftSim(UnitSim):
+    carries_people: bool = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spec = self.spec
@@ -148,7 +150,9 @@ class LiftSim(UnitSim):
                 return t
         persons = 1 + int(r.expovariate(1.0 / (0.5 + 5.0 * peak_share(pattern, t))))
         load = min(110.0, max(0.0, persons * 75.0 / self.rated_load * 100.0 + r.gauss(0.0, 1.5)))
-        return (yield from self.move(t, dest, passengers=True, load=round(load, 1), boarding=True))
+        if not self.carries_people:  # goods: a tray, a trolley of linen, a box of files
+            load = r.uniform(10.0, 90.0)
+        return (yield from self.move(t, dest, passengers=self.carries_people, load=round(load, 1), boarding=True))
 
     def move(self, t: float, dest: int, *, passengers: bool, load: float, boarding: bool,
              speed: float | None = None, quiet: bool = False) -> Steps:
@@ -412,3 +416,10 @@ class LiftSim(UnitSim):
         yield self.sample(t, **self.idle_fields())
         return t
 
+
+class DumbwaiterSim(LiftSim):
+    """A dumbwaiter (杂物电梯, TSG T5002 Annex C): a small car for goods, loaded from the landing.
+
+    It runs like a lift, but nobody rides it: no passenger flag, so no entrapment."""
+
+    carries_people = False

@@ -107,6 +107,8 @@ def _unit(prefix: str, index: int, site: Site, kind: str, seed: int, today: date
     r = seeds.rng(seed, "unit-spec", index)
     if kind in ("escalator", "moving_walk"):
         floors, speed, load, model = 2, 0.5, None, r.choice(ESCALATOR_MODELS)
+    elif kind == "dumbwaiter":
+        floors, speed, load, model = r.randint(2, 6), 0.4, r.choice((100, 200, 300)), "Dumbwaiter " + r.choice(("DW-100", "DW-300"))
     elif kind == "hydraulic":
         floors, speed, load, model = r.randint(2, 6), r.choice((0.5, 0.63)), r.choice((630, 800, 1000)), "Hydraulic " + r.choice(("GMV", "Blain"))
     else:
@@ -157,7 +159,7 @@ def build_fleet(*, seed: int, n_units: int, prefix: str = "SIM", faulty: float =
         sites.append(site)
         for _ in range(min(r.randint(lo, hi), n_units - len(units))):
             if pattern == "commercial":
-                kind = r.choices(("traction", "escalator", "moving_walk"), weights=(0.5, 0.45, 0.05))[0]
+                kind = r.choices(("traction", "escalator", "moving_walk", "dumbwaiter"), weights=(0.47, 0.42, 0.05, 0.06))[0]
             elif pattern == "residential":
                 kind = "hydraulic" if r.random() < 0.08 else "traction"
             else:

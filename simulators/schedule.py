@@ -43,7 +43,7 @@ def schedule_for(spec: UnitSpec, *, seed: int, window: Window, visits: list[Visi
             for t in seeds.poisson_times(r, a, b, faults.OUTAGE_PER_DAY * fault_scale)]
     out += [Scheduled(t, t + r.uniform(5, 60), "alarm_button")
             for t in seeds.poisson_times(r, a, b, faults.ALARM_BUTTON_PER_DAY * fault_scale)]
-    if spec.kind in ("traction", "hydraulic"):
+    if spec.kind in ("traction", "hydraulic", "dumbwaiter"):
         out += [Scheduled(t, t + r.uniform(60, 180), "floor_position_lost")
                 for t in seeds.poisson_times(r, a, b, faults.FLOOR_LOST_PER_DAY * fault_scale)]
         out += [Scheduled(t, t + r.uniform(2, 6) * 3600, "brake_fault")

@@ -16,7 +16,7 @@ from itertools import takewhile
 from simulators.clock import Window, iso
 from simulators.commloss import drop_lost, plan_losses
 from simulators.degradation import SIGNAL, Degradation
-from simulators.elevator import LiftSim
+from simulators.elevator import DumbwaiterSim, LiftSim
 from simulators.escalator import EscalatorSim
 from simulators.fleet import Fleet, UnitSpec
 from simulators.schedule import schedule_for
@@ -69,7 +69,7 @@ class FleetSim:
                 self.degradations[spec.unit_id] = deg
             sched = schedule_for(spec, seed=config.seed, window=w, visits=by_unit.get(spec.unit_id, []),
                                  fault_scale=config.fault_scale)
-            cls = LiftSim if spec.kind in ("traction", "hydraulic") else EscalatorSim
+            cls = {"traction": LiftSim, "hydraulic": LiftSim, "dumbwaiter": DumbwaiterSim}.get(spec.kind, EscalatorSim)
             self.units.append(cls(spec, ctx, degradation=deg, schedule=sched,
                                   seq_start=config.seq_start.get(spec.unit_id, 0)))
 
