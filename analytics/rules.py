@@ -14,14 +14,8 @@ from typing import Any
 import psycopg
 
 from analytics.alerts import AlertSpec
+from liftwatch.vocab import COVERED_BY, PLAN_KINDS  # noqa: F401  (re-exported for the evaluation)
 
-PLAN_KINDS = ("half_monthly", "quarterly", "semi_annual", "annual")
-COVERED_BY = {  # a longer visit covers the items of the shorter kinds (TSG T5002 Annex A)
-    "half_monthly": ("half_monthly", "quarterly", "semi_annual", "annual"),
-    "quarterly": ("quarterly", "semi_annual", "annual"),
-    "semi_annual": ("semi_annual", "annual"),
-    "annual": ("annual",),
-}
 PLAN_NAMES = {"half_monthly": "half-monthly", "quarterly": "quarterly", "semi_annual": "semi-annual", "annual": "annual"}
 
 
@@ -44,16 +38,13 @@ def _iso(t: datetime | date | None) -> str | None:
 
 # --- maintenance overdue / due soon ------------------------------------------------------------
 
+# the plan clock (migration 0013) takes the later of the last signed visit covering the plan's
+# items and the last imported legacy record
 MAINTENANCE_SQL = """
-SELECT p.unit_id, p.kind, p.interval_days, p.created_at AS plan_start,
-       (SELECT max(w.signed_at) FROM work_orders w
-         WHERE w.unit_id = p.unit_id AND w.status IN ('signed', 'closed')
-           AND w.kind = ANY(CASE p.kind WHEN 'half_monthly' THEN ARRAY['half_monthly','quarterly','semi_annual','annual']
-                                        WHEN 'quarterly' THEN ARRAY['quarterly','semi_annual','annual']
-                                        WHEN 'semi_annual' THEN ARRAY['semi_annual','annual']
-                                        ELSE ARRAY['annual'] END)) AS last_done
-  FROM maintenance_plans p JOIN units u USING (unit_id)
- WHERE p.active AND u.status = 'in_service'"""
+SELECT c.unit_id, c.kind, c.interval_days, c.plan_start, c.last_done_at AS last_done, c.last_done_source,
+       c.last_legacy_on
+  FROM maintenance_plan_clock c JOIN units u USING (unit_id)
+ WHERE u.status = 'in_service'"""
 
 
 def maintenance_alerts(plans: list[dict[str, Any]], now: datetime, p: RuleParams) -> list[AlertSpec]:
@@ -63,7 +54,9 @@ def maintenance_alerts(plans: list[dict[str, Any]], now: datetime, p: RuleParams
         interval = timedelta(days=plan["interval_days"])
         due = since + interval
         entry = {"plan": plan["kind"], "last_visit": _iso(plan["last_done"]), "due": _iso(due),
-                 "interval_days": plan["interval_days"]}
+                 "interval_days": plan["interval_days"], "last_visit_source": plan.get("last_done_source")}
+        if plan.get("last_done_source") == "legacy":
+            entry["last_visit_on"] = _iso(plan["last_legacy_on"])
         if now - since > interval:
             overdue = now - due
             entry["days_overdue"] = round(overdue.total_seconds() / 86400, 2)
@@ -77,8 +70,10 @@ def maintenance_alerts(plans: list[dict[str, Any]], now: datetime, p: RuleParams
             items = sorted(groups["overdue"], key=lambda e: -e["days_overdue"])
             worst = items[0]
             critical = worst["days_overdue"] > 7 or any(e["days_overdue"] > e["interval_days"] / 2 for e in items)
+            last = (f"last visit {worst['last_visit_on']}, an imported record" if worst.get("last_visit_on")
+                    else f"last visit {worst['last_visit'] or 'never'}")
             reason = (f"{PLAN_NAMES[worst['plan']]} maintenance is {worst['days_overdue']:.1f} days overdue "
-                      f"(last visit {worst['last_visit'] or 'never'}, due {worst['due'][:16]})")
+                      f"({last}, due {worst['due'][:16]})")
             out.append(AlertSpec(unit_id, "maintenance_overdue", "critical" if critical else "warning", reason,
                                  {"plans": items}))
         if "soon" in groups:

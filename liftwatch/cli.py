@@ -370,8 +370,33 @@ def maintenance_schedule() -> None:
     with dbmod.connect(get_settings().database_url, row_factory=dict_row) as conn:
         r = schedule(conn)
     click.echo(f"{r.plans_created} plans and {r.orders_created} work orders created"
-               + (f"; {r.units_without_checklist} units have no checklist yet (escalators, hydraulic)"
+               + (f"; {r.units_without_checklist} units are of a kind no checklist applies to"
                   if r.units_without_checklist else ""))
+
+
+def _maintenance_import_help() -> str:
+    from maintenance.legacy import import_help
+
+    return import_help()
+
+
+@maintenance.command("import", help=_maintenance_import_help())
+@click.argument("file", type=click.File("rb"))
+def maintenance_import(file) -> None:
+    from zoneinfo import ZoneInfo
+
+    from psycopg.rows import dict_row
+
+    from liftwatch import db as dbmod
+    from maintenance.legacy import import_legacy
+
+    settings = get_settings()
+    data = file.read()
+    with dbmod.connect(settings.database_url, row_factory=dict_row) as conn:
+        r = import_legacy(conn, data, tz=ZoneInfo(settings.display_tz))
+    click.echo(f"{r.rows} rows: {r.inserted} legacy records imported, {r.unchanged} already present "
+               f"(file sha256 {r.sha256[:12]}…); {r.plans_created} plans and {r.orders_created} work orders "
+               f"created, {r.orders_redated} waiting orders re-dated from the imported visits")
 
 
 # --- analytics -----------------------------------------------------------------------------------

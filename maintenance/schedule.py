@@ -1,15 +1,17 @@
-"""Plans and scheduling: every unit with a checklist gets the four statutory plans, and each
-plan always has its next work order waiting.
+"""Plans and scheduling: every in-service unit gets the four statutory plans of its kind's
+checklist, and each plan always has its next work order waiting.
 
-The next due date counts from the last *signed* visit that covered the plan's items (an
-annual visit covers the half-monthly items too, so it restarts that clock as well); a unit
-without any signed visit counts from the day its plan was created. Idempotent: a plan has
-at most one unfinished order (a unique index enforces it), so running this twice creates
-nothing the second time.
+The next due date counts from the last time the plan's items were done: the last *signed*
+visit that covered them (an annual visit covers the half-monthly items too, so it restarts
+that clock as well) or an imported legacy record (`liftwatch maintenance import`), whichever
+is later (the database view `maintenance_plan_clock` says which). A plan with neither counts
+from the day it was created. Idempotent: a plan has at most one unfinished order (a unique
+index enforces it), so running this twice creates nothing the second time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,14 +19,6 @@ import psycopg
 
 from maintenance import checklist as checklists
 from maintenance.workorders import create_order
-
-# kinds whose visit also covers the items of the key kind (TSG T5002 Annex A accumulates)
-COVERED_BY = {
-    "half_monthly": ("half_monthly", "quarterly", "semi_annual", "annual"),
-    "quarterly": ("quarterly", "semi_annual", "annual"),
-    "semi_annual": ("semi_annual", "annual"),
-    "annual": ("annual",),
-}
 
 
 @dataclass
@@ -43,13 +37,19 @@ SELECT u.unit_id, k.kind, k.interval_days, %(checklist_id)s
 ON CONFLICT (unit_id, kind) DO NOTHING"""
 
 _DUE = """
-SELECT p.plan_id, p.unit_id, p.kind, p.interval_days, p.checklist_id, p.created_at::date AS plan_start,
-       (SELECT max(w.signed_at)::date FROM work_orders w
-         WHERE w.unit_id = p.unit_id AND w.kind = ANY(%(covered)s) AND w.status IN ('signed', 'closed')) AS last_done
-  FROM maintenance_plans p JOIN units u USING (unit_id)
- WHERE p.active AND p.kind = %(kind)s AND u.status IN ('in_service', 'out_of_service')
-   AND (%(unit_id)s::text IS NULL OR p.unit_id = %(unit_id)s)
-   AND NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.plan_id = p.plan_id AND w.status IN ('open', 'in_progress'))"""
+SELECT c.plan_id, c.unit_id, c.kind, c.interval_days, c.checklist_id, c.plan_start::date AS plan_start, c.last_done_on
+  FROM maintenance_plan_clock c JOIN units u USING (unit_id)
+ WHERE u.status IN ('in_service', 'out_of_service')
+   AND (%(unit_id)s::text IS NULL OR c.unit_id = %(unit_id)s)
+   AND NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.plan_id = c.plan_id AND w.status IN ('open', 'in_progress'))
+ ORDER BY c.unit_id, array_position(%(kinds)s::text[], c.kind)"""
+
+# a waiting order whose plan clock moved (a legacy record imported after it was created) takes the new date
+_REDATE = """
+UPDATE work_orders w SET due_on = c.last_done_on + c.interval_days, updated_at = now()
+  FROM maintenance_plan_clock c
+ WHERE w.plan_id = c.plan_id AND w.status IN ('open', 'in_progress') AND c.last_done_on IS NOT NULL
+   AND c.unit_id = ANY(%(units)s) AND w.due_on IS DISTINCT FROM c.last_done_on + c.interval_days"""
 
 
 def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> ScheduleResult:
@@ -65,14 +65,18 @@ def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> Schedul
                                         "intervals": [cl.interval_days[k] for k in kinds],
                                         "unit_kind": unit_kind, "unit_id": unit_id})
             result.plans_created += cur.rowcount
-        for kind in checklists.PLAN_KINDS:
-            for plan in cur.execute(_DUE, {"kind": kind, "covered": list(COVERED_BY[kind]), "unit_id": unit_id}).fetchall():
-                start = plan["last_done"] or plan["plan_start"]
-                due = start + timedelta(days=plan["interval_days"])
-                create_order(conn, unit_id=plan["unit_id"], kind=kind, due_on=due,
-                             plan_id=plan["plan_id"], checklist_id=plan["checklist_id"])
-                result.orders_created += 1
+        for plan in cur.execute(_DUE, {"kinds": list(checklists.PLAN_KINDS), "unit_id": unit_id}).fetchall():
+            start = plan["last_done_on"] or plan["plan_start"]
+            due = start + timedelta(days=plan["interval_days"])
+            create_order(conn, unit_id=plan["unit_id"], kind=plan["kind"], due_on=due,
+                         plan_id=plan["plan_id"], checklist_id=plan["checklist_id"])
+            result.orders_created += 1
         cur.execute("SELECT count(*) AS n FROM units WHERE NOT (kind = ANY(%s))",
                     (list(checklists.checklist_ids_by_unit_kind()),))
         result.units_without_checklist = cur.fetchone()["n"]
     return result
+
+
+def redate_pending(conn: psycopg.Connection, unit_ids: Sequence[str]) -> int:
+    """Move waiting orders of these units to the due date their plan's clock now gives; the count."""
+    return conn.execute(_REDATE, {"units": list(unit_ids)}).rowcount
