@@ -211,6 +211,14 @@ def maintenance_history(conn: psycopg.Connection, unit_id: str, *, limit: int = 
     return orders
 
 
+def legacy_history(conn: psycopg.Connection, unit_id: str) -> list[dict[str, Any]]:
+    """The unit's imported legacy records (not e-signed; `liftwatch maintenance import`), newest first."""
+    return conn.execute(
+        """SELECT kind, visit_on, company_id, technician_name, technician_cert_no, archive_ref, source_system,
+                  source_record_id, note, imported_at
+             FROM legacy_maintenance WHERE unit_id = %s ORDER BY visit_on DESC, kind""", (unit_id,)).fetchall()
+
+
 # --- the public page -----------------------------------------------------------------------------
 
 _PUBLIC_SQL = """
@@ -219,6 +227,7 @@ SELECT u.unit_id, u.registration_code, u.kind, u.status, u.next_inspection_due, 
        mc.name AS company_name, COALESCE(mc.emergency_phone, mc.phone) AS emergency_phone,
        (SELECT max(w.signed_at) FROM work_orders w
          WHERE w.unit_id = u.unit_id AND w.status IN ('signed', 'closed')) AS last_maintenance_at,
+       (SELECT max(g.visit_on) FROM legacy_maintenance g WHERE g.unit_id = u.unit_id) AS last_legacy_on,
        (SELECT min(w.due_on) FROM work_orders w
          WHERE w.unit_id = u.unit_id AND w.status IN ('open', 'in_progress')) AS next_maintenance_due,
        st.last_time AS last_seen_at, COALESCE(st.last_time > now() - make_interval(secs => %s), false) AS online,
@@ -241,6 +250,9 @@ def public_unit(conn: psycopg.Connection, unit_id: str, *, offline_after_s: floa
     due = row["next_inspection_due"]
     row["inspection_state"] = ("unknown" if due is None else "overdue" if due < today else "valid")
     row["maintenance_overdue"] = bool(row["next_maintenance_due"] and row["next_maintenance_due"] < today)
+    signed = row["last_maintenance_at"]
+    # an imported record is shown (marked as imported) only while no signed visit is newer
+    row["last_is_legacy"] = bool(row["last_legacy_on"] and (signed is None or row["last_legacy_on"] > signed.date()))
     return row
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from maintenance.checklist import PLAN_KINDS
 from maintenance.deps import ConnDep, CurrentUser, SettingsDep
@@ -28,6 +28,12 @@ class MaintenanceKindStatus(BaseModel):
     last_status: str | None
     last_signed_at: datetime | None
     last_closed_at: datetime | None
+    last_done_at: datetime | None = Field(
+        None, description="what the next due date counts from: the later of the last signed visit and the last "
+                          "imported legacy record covering this plan's items")
+    last_done_source: Literal["signed", "legacy"] | None = Field(
+        None, description="legacy: an imported record (paper archive or previous system), not e-signed")
+    last_legacy_on: date | None = Field(None, description="date of the last imported legacy visit covering the plan")
 
 
 class InspectionStatus(BaseModel):
@@ -72,8 +78,8 @@ _LAST_DONE = """SELECT DISTINCT ON (kind) kind, work_order_id, status, signed_at
             summary="Last sample, online, open alerts, maintenance due and done, inspection validity, hazards")
 def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> dict:
     unit = unit_in_scope(conn, user, unit_id)
-    clock = conn.execute("SELECT now() AS now, current_date AS today").fetchone()
-    now, today = clock["now"], clock["today"]
+    db_clock = conn.execute("SELECT now() AS now, current_date AS today").fetchone()
+    now, today = db_clock["now"], db_clock["today"]
     sample = conn.execute(_LAST_SAMPLE, (unit_id,)).fetchone()
     state = conn.execute("SELECT last_time FROM unit_ingest_state WHERE unit_id = %s", (unit_id,)).fetchone()
     seen = [t for t in ((sample or {}).get("time"), (state or {}).get("last_time")) if t is not None]
@@ -85,17 +91,21 @@ def unit_status(unit_id: str, user: CurrentUser, conn: ConnDep, settings: Settin
         (unit_id,)).fetchall()
     due = {r["kind"]: r for r in conn.execute(_NEXT_DUE, (unit_id,)).fetchall()}
     done = {r["kind"]: r for r in conn.execute(_LAST_DONE, (unit_id,)).fetchall()}
-    planned = {r["kind"] for r in conn.execute(
-        "SELECT kind FROM maintenance_plans WHERE unit_id = %s AND active", (unit_id,)).fetchall()}
+    clock = {r["kind"]: r for r in conn.execute(
+        "SELECT kind, last_done_at, last_done_source, last_legacy_on FROM maintenance_plan_clock WHERE unit_id = %s",
+        (unit_id,)).fetchall()}
+    planned = set(clock)
     maintenance = []
     for kind in (k for k in PLAN_KINDS if k in planned or k in due or k in done):
-        d, f = due.get(kind), done.get(kind)
+        d, f, c = due.get(kind), done.get(kind), clock.get(kind, {})
         maintenance.append({
             "kind": kind, "next_work_order_id": d and d["work_order_id"], "next_due_on": d and d["due_on"],
             "next_status": d and d["status"], "overdue": bool(d and d["due_on"] < today),
             "days_until_due": (d["due_on"] - today).days if d else None,
             "last_work_order_id": f and f["work_order_id"], "last_status": f and f["status"],
-            "last_signed_at": f and f["signed_at"], "last_closed_at": f and f["closed_at"]})
+            "last_signed_at": f and f["signed_at"], "last_closed_at": f and f["closed_at"],
+            "last_done_at": c.get("last_done_at"), "last_done_source": c.get("last_done_source"),
+            "last_legacy_on": c.get("last_legacy_on")})
     hazards = conn.execute("SELECT count(*) AS n FROM hazards WHERE unit_id = %s AND status <> 'closed'",
                            (unit_id,)).fetchone()["n"]
     return {"unit_id": unit_id, "status": unit["status"], "as_of": now,

@@ -113,7 +113,8 @@ def unit_page(unit_id: str, request: Request, user: PageUser, conn: ConnDep) -> 
     return render(request, "unit.html", user=user, unit=unit, ustatus=status, companies=companies,
                   assessment=insights.assessment(conn, unit_id), days=days, charts=chart_list,
                   modes_svg=modes_svg, modes_present=modes_present, mode_names=mode_names,
-                  events=insights.events(conn, unit_id), history=insights.maintenance_history(conn, unit_id))
+                  events=insights.events(conn, unit_id), history=insights.maintenance_history(conn, unit_id),
+                  legacy=insights.legacy_history(conn, unit_id))
 
 
 @router.get("/scorecards")
