@@ -40,6 +40,14 @@ class WorkOrderPublic(BaseModel):
     record_sha256: str | None
 
 
+class ItemSeason(BaseModel):
+    """An item the regulation ties to a season (D-2-05 before the rainy season, D-3-12 before winter)."""
+
+    before: Literal["rainy_season", "winter"]
+    note_zh: str
+    note_en: str
+
+
 class ItemPublic(BaseModel):
     code: str
     position: int
@@ -48,6 +56,7 @@ class ItemPublic(BaseModel):
     requirement_zh: str
     requirement_en: str
     test_item: bool
+    seasonal: ItemSeason | None = None
     measurement: dict[str, Any] | None
     result: str | None
     measured_value: float | None
@@ -167,6 +176,8 @@ def get_order(work_order_id: int, user: CurrentUser, conn: ConnDep) -> dict:
         items.append({"code": it.code, "position": pos, "name_zh": it.name_zh, "name_en": it.name_en,
                       "requirement_zh": it.requirement_zh, "requirement_en": it.requirement_en,
                       "test_item": it.test_item,
+                      "seasonal": ({"before": it.seasonal.before, "note_zh": it.seasonal.note_zh,
+                                    "note_en": it.seasonal.note_en} if it.seasonal else None),
                       "measurement": ({"quantity": m.quantity, "unit": m.unit, "min": m.min, "max": m.max,
                                        "limit_source": m.limit_source} if m else None),
                       "result": row["result"], "measured_value": row["measured_value"], "note": row["note"]})
@@ -270,7 +281,8 @@ def _key_public(row: dict) -> dict:
 @router.get("/checklists", tags=["checklists"])
 def list_checklists(user: CurrentUser) -> list[dict]:
     return [{"checklist_id": c.checklist_id, "version": c.version, "title_en": c.title_en,
-             "items": len(c.items), "interval_days": c.interval_days}
+             "items": len(c.items), "interval_days": c.interval_days, "applies_to": list(c.applies_to),
+             "provenance": c.provenance}
             for c in checklists.all_checklists().values()]
 
 

@@ -34,8 +34,9 @@ class Reading:
     limit_note: str = ""  # the applicable limit, where the checklist encodes none
 
 
-# By item code (TSG T5002-2017 Annex A, traction). bad_* lie outside the encoded limit where one
-# exists (A-1-23, A-1-29, A-3-11, A-4-05), else beyond the manufacturer's figure named in the note.
+# By item code (TSG T5002-2017 Annexes A-D). bad_* lie outside the encoded limit where one exists
+# (A-1-23, A-1-29, A-3-11, A-4-05, B-1-26, B-2-01, B-2-03, B-4-03, C-1-17, D-1-21, D-2-01), else
+# beyond the figure named in the note.
 READINGS: Final[dict[str, Reading]] = {
     "A-1-05": Reading(0.25, 0.60, 0.80, 1.10, 2, "manufacturer's limit: 0.2-0.7 mm"),  # brake clearance
     "A-1-23": Reading(-6.0, 6.0, 11.0, 16.0),  # stopping accuracy, mm; limit +/-10 (sign chosen at random)
@@ -48,9 +49,40 @@ READINGS: Final[dict[str, Reading]] = {
     "A-3-13": Reading(200.0, 350.0, 60.0, 120.0, 0, "permitted range for this buffer and layout: 150-400 mm"),
     "A-4-03": Reading(0.1, 0.8, 1.7, 2.4, 1, "manufacturer's wear limit: 1.5 mm"),
     "A-4-05": Reading(5.0, 200.0, 0.20, 0.45, 2),  # insulation, MOhm; minimum 0.5
+    # Annex B, hydraulic lifts
+    "B-1-20": Reading(-7.0, 7.0, 11.0, 16.0, 1, "stopping accuracy limit: ±10 mm"),  # sign chosen at random
+    "B-1-26": Reading(7.5, 12.0, 5.5, 6.8),  # lock engagement, mm; minimum 7
+    "B-2-01": Reading(135.0, 165.0, 175.0, 195.0, 0),  # relief valve, % of full-load pressure; at most 170
+    "B-2-03": Reading(1.8, 2.2, 2.4, 2.8, 2),  # hand pump relief valve, x full-load pressure; at most 2.3
+    "B-2-07": Reading(0.2, 1.8, 3.2, 4.5, 1, "manufacturer's wear limit: 3.0 mm"),
+    "B-2-08": Reading(0.2, 1.5, 2.6, 3.5, 1, "manufacturer's wear limit: 2.5 mm"),
+    "B-2-10": Reading(0.2, 1.5, 2.2, 3.0, 1, "manufacturer's wear limit: 2.0 mm"),
+    "B-4-03": Reading(5.0, 200.0, 0.20, 0.45, 2),  # insulation, MOhm; minimum 0.5
+    "B-4-14": Reading(0.0, 6.0, 12.0, 20.0, 1, "permitted settling: 10 mm in 10 minutes"),
+    # Annex C, dumbwaiters
+    "C-1-17": Reading(6.0, 10.0, 3.5, 4.8),  # lock engagement, mm; minimum 5
+    "C-2-02": Reading(4.0, 8.0, 1.5, 2.8, 1, "manufacturer's minimum lining thickness: 3.0 mm"),
+    "C-2-05": Reading(0.2, 1.8, 3.2, 4.5, 1, "manufacturer's wear limit: 3.0 mm"),
+    "C-2-07": Reading(0.2, 1.5, 2.2, 3.0, 1, "manufacturer's wear limit: 2.0 mm"),
+    "C-3-09": Reading(150.0, 300.0, 40.0, 90.0, 0, "permitted range for this buffer and layout: 100-350 mm"),
+    "C-4-03": Reading(0.1, 0.8, 1.7, 2.4, 1, "manufacturer's wear limit: 1.5 mm"),
+    "C-4-04": Reading(20.0, 30.0, 12.0, 16.0, 1, "manufacturer's range: 18-32 mm"),
+    "C-4-05": Reading(5.0, 200.0, 0.20, 0.45, 2, "insulation at least 0.5 MΩ at 500 V d.c."),
+    # Annex D, escalators and moving walks
+    "D-1-21": Reading(1.0, 3.5, 4.3, 6.0),  # skirt clearance one side, mm; at most 4
+    "D-2-01": Reading(0.2, 1.8, 2.3, 4.0),  # handrail speed deviation, %; 0 to +2
+    "D-3-01": Reading(4.0, 8.0, 1.5, 2.8, 1, "manufacturer's minimum lining thickness: 3.0 mm"),
+    "D-3-03": Reading(6.0, 9.0, 2.0, 3.5, 1, "manufacturer's minimum slider thickness: 4.0 mm"),
+    "D-3-05": Reading(0.30, 0.95, 1.60, 2.20, 2, "range for 0.5 m/s (GB 16899): 0.20-1.00 m"),
+    "D-3-09": Reading(5.0, 8.0, 2.5, 3.8, 1, "comb mesh depth at least 4 mm"),
+    "D-3-10": Reading(120.0, 135.0, 100.0, 110.0, 0, "manufacturer's range: 115-140 mm"),
+    "D-4-02": Reading(1.0, 2.5, 3.5, 5.0, 1, "manufacturer's range: 1-3 mm"),
+    "D-4-08": Reading(0.2, 1.0, 1.8, 2.5, 1, "manufacturer's limit: 1.5 mm"),
 }
 # rope diameters: nominal per unit, a healthy rope a little under it; discard below 90 %
-_ROPES: Final = {"A-3-08": (10.0, 12.0, 13.0, 16.0), "A-3-10": (6.0, 8.0)}
+_ROPES: Final = {"A-3-08": (10.0, 12.0, 13.0, 16.0), "A-3-10": (6.0, 8.0), "B-3-04": (10.0, 12.0, 13.0),
+                 "B-3-06": (6.0, 8.0), "C-3-06": (6.0, 8.0), "C-3-08": (6.0, 8.0)}
+_SIGNED: Final = frozenset({"A-1-23", "B-1-20"})  # stopping accuracy: above or below the landing
 
 NOTES_ADJUSTED: Final = ("adjusted and re-checked", "cleaned, lubricated and adjusted", "re-tightened and re-tested")
 NOTES_REPLACED: Final = ("worn part replaced", "replaced with the manufacturer's spare part", "replaced and tested")
@@ -95,7 +127,7 @@ def _value(code: str, m: dict[str, Any], r: random.Random, *, seed: int, unit_id
     spec = READINGS.get(code) or _generic(m)
     lo, hi = (spec.bad_lo, spec.bad_hi) if bad else (spec.lo, spec.hi)
     v = round(r.uniform(lo, hi), spec.decimals)
-    if code == "A-1-23" and r.random() < 0.5:
+    if code in _SIGNED and r.random() < 0.5:
         v = -v if bad else v
     if not bad:  # a healthy reading always satisfies the encoded limit, whatever the table says
         v = _inside(v, m)

@@ -286,9 +286,11 @@ def test_unit_status_brings_telemetry_alerts_maintenance_inspection_and_hazards(
     assert st2["online"] is False and st2["last_sample"]["seq"] == 1 and st2["open_alerts"] == []
     assert st2["inspection"]["state"] == "overdue" and st2["open_hazards"] == 0
     assert all(k["last_work_order_id"] is None for k in st2["maintenance"])
-    # an escalator: no checklist yet, so no plans; no telemetry; inspection still reported
+    # an escalator: its own checklist (Annex D), so its four plans; no telemetry; inspection still reported
     es = c.get("/api/v1/units/ES-1/status", headers=world.h("tech1")).json()
-    assert (es["online"], es["last_seen_at"], es["last_sample"], es["maintenance"]) == (False, None, None, [])
+    assert (es["online"], es["last_seen_at"], es["last_sample"]) == (False, None, None)
+    assert [(m["kind"], m["last_done_source"], m["next_status"]) for m in es["maintenance"]] == [
+        (k, None, "open") for k in ("half_monthly", "quarterly", "semi_annual", "annual")]
     assert es["inspection"]["state"] == "valid"
     # the ingestor's bookkeeping counts as a sign of life too (events advance it as well)
     world.sql("INSERT INTO unit_ingest_state (unit_id, next_seq, last_time) VALUES ('ES-1', 5, now())")

@@ -60,12 +60,12 @@ def _signed_order(world: World) -> int:
 
 
 def test_schedule_creates_four_plans_per_traction_unit_and_is_idempotent(world: World) -> None:
-    assert world.sql("SELECT count(*) AS n FROM maintenance_plans")[0]["n"] == 8  # EL-1, EL-2; not the escalator
+    assert world.sql("SELECT count(*) AS n FROM maintenance_plans")[0]["n"] == 12  # EL-1, EL-2 and the escalator
     orders = world.sql("SELECT unit_id, kind, due_on - created_at::date AS days FROM work_orders ORDER BY 1, 3")
     assert [(o["unit_id"], o["days"]) for o in orders if o["unit_id"] == "EL-1"] == [
         ("EL-1", 15), ("EL-1", 90), ("EL-1", 180), ("EL-1", 365)]
     r = world.client.post("/api/v1/maintenance/schedule", headers=world.h("admin")).json()
-    assert r["orders_created"] == 0 and r["plans_created"] == 0 and r["units_without_checklist"] == 1
+    assert r["orders_created"] == 0 and r["plans_created"] == 0 and r["units_without_checklist"] == 0
     items = world.sql("SELECT kind, count(*) AS n FROM work_orders JOIN work_order_items USING (work_order_id) "
                       "WHERE unit_id = 'EL-1' GROUP BY kind")
     assert {i["kind"]: i["n"] for i in items} == {"half_monthly": 31, "quarterly": 44, "semi_annual": 59, "annual": 76}
@@ -305,3 +305,46 @@ def test_concurrent_signing_keeps_one_linear_chain(db_url: str) -> None:
     assert [c["seq"] for c in chain] == list(range(1, 21))
     assert all(chain[i]["prev_hash"] == chain[i - 1]["entry_hash"] for i in range(1, 20))
     assert len({c["prev_hash"] for c in chain}) == 20  # no fork: every hash is used as prev exactly once
+
+
+OTHER_KINDS = [  # unit, kind, checklist, items per plan kind (accumulating), a measured item and a value outside it
+    ("ES-1", "escalator", "tsg-t5002-2017-escalator", (33, 38, 50, 63), "D-1-21", 4.5),
+    ("HY-1", "hydraulic", "tsg-t5002-2017-hydraulic", (30, 43, 52, 66), "B-1-26", 6.0),
+    ("DW-1", "dumbwaiter", "tsg-t5002-2017-dumbwaiter", (20, 28, 38, 52), "C-1-17", 4.0),
+]
+
+
+@pytest.mark.parametrize(("unit", "kind", "checklist", "counts", "code", "outside"), OTHER_KINDS)
+def test_every_unit_kind_has_its_checklist_signs_countersigns_and_verifies(
+        world: World, unit: str, kind: str, checklist: str, counts: tuple[int, ...], code: str, outside: float) -> None:
+    import io
+
+    from liftwatch.registry import COLUMN_NAMES, import_units
+
+    if unit != "ES-1":  # the world has an escalator; add a hydraulic lift or a dumbwaiter of the same companies
+        row = dict.fromkeys(COLUMN_NAMES, "")
+        row.update(unit_id=unit, kind=kind, site_id="S1", site_name="Site S1", maintenance_company_id="MC1",
+                   user_unit_id="UU1", registration_code=f"REG-{unit}")
+        with psycopg.connect(world.dsn) as c:
+            import_units(c, io.StringIO(",".join(COLUMN_NAMES) + "\n" + ",".join(row[k] for k in COLUMN_NAMES) + "\n"))
+        assert world.client.post("/api/v1/maintenance/schedule", headers=world.h("admin")).json()["orders_created"] == 4
+    items = world.sql("SELECT w.kind, w.checklist_id, count(*) AS n FROM work_orders w JOIN work_order_items "
+                      "USING (work_order_id) WHERE w.unit_id = %s GROUP BY 1, 2", (unit,))
+    assert {i["kind"]: (i["checklist_id"], i["n"]) for i in items} == {
+        k: (checklist, n) for k, n in zip(("half_monthly", "quarterly", "semi_annual", "annual"), counts, strict=True)}
+    wo_id = world.order(unit)["work_order_id"]
+    assert world.client.post(f"/api/v1/work-orders/{wo_id}/check-in", headers=world.h("tech1"),
+                             json={"lat": 31.2, "lon": 121.4}).status_code == 200
+    r = world.client.put(f"/api/v1/work-orders/{wo_id}/items/{code}", headers=world.h("tech1"),
+                         json={"result": "ok", "measured_value": outside})
+    assert r.status_code == 422 and r.json()["error"] == "out_of_limit", r.text
+    world.fill(wo_id)
+    assert world.sign(wo_id, "tech1")[0] == 201
+    assert world.sign(wo_id, "uu1")[0] == 201
+    doc = world.client.get(f"/api/v1/work-orders/{wo_id}/record", headers=world.h("uu1")).json()
+    assert doc["status"] == "closed" and doc["record"]["checklist"] == {"id": checklist, "version": 1}
+    assert doc["record"]["unit"]["kind"] == kind and len(doc["record"]["items"]) == counts[0]
+    independent_verify(doc)
+    r = subprocess.run([sys.executable, "-m", "liftwatch", "ledger", "verify"], capture_output=True, text=True,
+                       env={"LIFTWATCH_DATABASE_URL": world.dsn, "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0 and "2 entries" in r.stdout, r.stdout + r.stderr

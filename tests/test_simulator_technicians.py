@@ -128,8 +128,8 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
     keys = _sql(db_url, "SELECT person_id FROM signing_keys WHERE status = 'active'")
     assert len(keys) == len(users)
-    n_traction = sum(u.kind == "traction" for u in fleet.units)
-    assert _sql(db_url, "SELECT count(*) AS n FROM work_orders WHERE status = 'open'")[0]["n"] == 4 * n_traction
+    # every kind has its checklist (Annexes A-D): four waiting orders per unit, escalators included
+    assert _sql(db_url, "SELECT count(*) AS n FROM work_orders WHERE status = 'open'")[0]["n"] == 4 * len(fleet.units)
     assert "accounts created" in res.output and "schedule" in res.output
 
     # a second bootstrap changes nothing
@@ -148,8 +148,8 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     assert "0 schedule runs" in res.output  # the bootstrap made every order this plan needs
     truth = orjson.loads(truth_path.read_bytes())
     by_id = {v["visit_id"]: v for v in truth["visits"]}
-    assert truth["counts"]["done"] == {"genuine": 3, "unverified": 1, "missing_countersign": 1}
-    assert truth["counts"]["no_checklist"] == 1 and truth["counts"]["failed"] == {}
+    assert truth["counts"]["done"] == {"genuine": 4, "unverified": 1, "missing_countersign": 1}
+    assert truth["counts"]["no_checklist"] == 0 and truth["counts"]["failed"] == {}
 
     def order(v: Visit) -> dict:
         wo_id = by_id[v.visit_id]["work_order_id"]
@@ -158,7 +158,7 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
         assert row["unit_id"] == v.unit_id and row["kind"] == v.kind
         return row
 
-    for v in (past[0], past[1], past[2], live):  # genuine and unverified: signed and countersigned
+    for v in (past[0], past[1], past[2], past[5], live):  # genuine and unverified: signed and countersigned
         row, t = order(v), by_id[v.visit_id]
         assert row["status"] == "closed" and row["signatures"] == 2, (v.case, row)
         assert row["signed_at"] == _t(t["signed_at"]) and row["closed_at"] == _t(t["countersigned_at"])
@@ -168,8 +168,11 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     assert row["status"] == "signed" and row["signatures"] == 1 and row["closed_at"] is None
     row = order(past[4])
     assert row["status"] == "open" and row["signatures"] == 0 and row["technician_id"] is None
-    assert by_id[past[5].visit_id]["outcome"] == "no_checklist"
-    assert _sql(db_url, "SELECT count(*) AS n FROM work_orders WHERE unit_id = %s", (escalator.unit_id,))[0]["n"] == 0
+    # the escalator's visit went through its own checklist (Annex D, 33 half-monthly items)
+    assert by_id[past[5].visit_id]["outcome"] == "done"
+    assert _sql(db_url, "SELECT w.checklist_id, count(i.code) AS n FROM work_orders w JOIN work_order_items i "
+                        "USING (work_order_id) WHERE w.work_order_id = %s GROUP BY 1",
+                (by_id[past[5].visit_id]["work_order_id"],)) == [{"checklist_id": "tsg-t5002-2017-escalator", "n": 33}]
 
     # the live visit was driven when its time came, not before: check-in at its start, signed at its end
     t = by_id[live.visit_id]

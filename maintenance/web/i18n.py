@@ -268,6 +268,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "item_limit_manufacturer": ("按制造单位要求", "as the manufacturer specifies"),
     "item_note": ("备注", "Note"),
     "item_test": ("测试项目", "test item"),
+    "item_season_rainy_season": ("季节性：雨季到来之前必须完成", "seasonal: must be done before the rainy season"),
+    "item_season_winter": ("季节性：冬季到来之前必须完成", "seasonal: must be done before winter"),
     "result_choose": ("— 请选择 —", "— choose —"),
     "result_ok": ("合格", "OK"),
     "result_adjusted": ("已调整", "adjusted"),
