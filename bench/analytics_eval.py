@@ -76,6 +76,11 @@ def print_report(doc: dict[str, Any]) -> None:
             a = s["alert_instants"]
             print(f"{kind:<22} {_fmt(s['precision']):>9} {_fmt(s['recall']):>7} {a['tp']:>7} {a['fp']:>5} {a['fn']:>5} "
                   f"{s['distinct_false_units']:>11}")
+        for rule, per in rp.get("by_unit_kind", {}).items():
+            print(f"  {rule} by unit kind: " + "; ".join(
+                f"{uk} P {_fmt(s['precision'])} R {_fmt(s['recall'])} "
+                f"(TP {s['alert_instants']['tp']}, FP {s['alert_instants']['fp']}, FN {s['alert_instants']['fn']})"
+                for uk, s in per.items()))
     sc = doc.get("scorers")
     if sc:
         print("\nanomaly_prone scorers on the same instants")
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "visits_recorded": result.recorder, "ledger": result.ledger, "seconds": result.seconds,
             "wall_s": round(time.perf_counter() - t0, 1), "passes": result.passes,
             "scores": {k: s.as_json() for k, s in result.scores.items()},
+            "by_unit_kind": {rule: {uk: s.as_json() for uk, s in per.items()} for rule, per in result.by_unit_kind.items()},
         }
         if result.anomaly_rows:
             features = pd.concat(result.anomaly_rows, ignore_index=True)

@@ -49,6 +49,10 @@ class ReplayConfig:
     prefix: str = "EV"
 
 
+# the rules that read maintenance records: scored per unit kind too (each kind has its own annex)
+MAINTENANCE_RULES = ("maintenance_overdue", "maintenance_due_soon", "countersign_missing", "unverified_visit")
+
+
 @dataclass
 class KindScore:
     tp: int = 0
@@ -86,6 +90,7 @@ class KindScore:
 class ReplayResult:
     window: Window
     scores: dict[str, KindScore]
+    by_unit_kind: dict[str, dict[str, KindScore]]  # maintenance rules per unit kind (every annex scored alone)
     anomaly_rows: list[pd.DataFrame]  # per scored instant: aggregates + label, for the scorer comparison
     passes: list[dict[str, Any]]
     rows: Counter
@@ -124,6 +129,8 @@ def replay(dsn: str, cfg: ReplayConfig, end: datetime) -> ReplayResult:
                             datetime.fromisoformat(d["degradation"]["full_at"]).timestamp())
                         for u, d in units_truth.items() if d["degradation"]}
         scores = {k: KindScore() for k in (*RULE_KINDS, "anomaly_prone")}
+        unit_kind = {u.unit_id: u.kind for u in fleet.units}
+        by_unit_kind = {rule: {k: KindScore() for k in sorted(set(unit_kind.values()))} for rule in MAINTENANCE_RULES}
         opts = PassOptions(retention=timedelta(days=cfg.retention_days))
         streams = sim.streams()
         rows: Counter = Counter()
@@ -139,7 +146,7 @@ def replay(dsn: str, cfg: ReplayConfig, end: datetime) -> ReplayResult:
             rows["telemetry"] += counts.telemetry_rows
             rows["events"] += counts.event_rows
             c1 = time.perf_counter()
-            recorder.advance(t)
+            recorder.advance(_dt(t))
             c2 = time.perf_counter()
             result = run_pass(dsn, opts, now=_dt(t))
             c3 = time.perf_counter()
@@ -155,6 +162,10 @@ def replay(dsn: str, cfg: ReplayConfig, end: datetime) -> ReplayResult:
             at = _dt(t)
             for kind in RULE_KINDS:
                 scores[kind].add(at, actual[kind], expected.positive[kind], expected.dont_care[kind])
+            for rule, per_kind in by_unit_kind.items():
+                for uk, score in per_kind.items():
+                    mine = {u for u, k in unit_kind.items() if k == uk}
+                    score.add(at, actual[rule] & mine, expected.positive[rule] & mine, expected.dont_care[rule] & mine)
             day = (t - window.history_start) / DAY
             if day >= anomaly.WINDOW_DAYS:
                 positive, dont_care = anomaly_labels(degradations, t)
@@ -187,5 +198,5 @@ def replay(dsn: str, cfg: ReplayConfig, end: datetime) -> ReplayResult:
         "comm_losses": len(sim.truth.comm_losses), "faults": len(sim.truth.faults),
         "entrapments": sum(f.code == "entrapment" for f in sim.truth.faults),
     }
-    return ReplayResult(window, scores, anomaly_rows, passes, rows, vars(recorder.counts), ledger_json,
+    return ReplayResult(window, scores, by_unit_kind, anomaly_rows, passes, rows, vars(recorder.counts), ledger_json,
                         dict(seconds), fleet_summary)
