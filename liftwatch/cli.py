@@ -369,7 +369,7 @@ def maintenance_schedule() -> None:
 
     with dbmod.connect(get_settings().database_url, row_factory=dict_row) as conn:
         r = schedule(conn)
-    click.echo(f"{r.plans_created} plans and {r.orders_created} work orders created"
+    click.echo(f"{r.plans_created} plans and {r.orders_created} work orders created, {r.orders_redated} re-dated"
                + (f"; {r.units_without_checklist} units are of a kind no checklist applies to"
                   if r.units_without_checklist else ""))
 
@@ -499,10 +499,13 @@ def simulate() -> None:
 
 def _attach_simulators() -> None:
     # simulators/cli.py imports only click at module level, so `liftwatch --help` stays fast
-    from simulators.cli import fleet_cmd, technicians_cmd
+    from liftwatch.cli_replay import past_visits_cmd
+    from simulators.cli import fleet_cmd, legacy_cmd, technicians_cmd
 
     simulate.add_command(fleet_cmd)
     simulate.add_command(technicians_cmd)
+    simulate.add_command(legacy_cmd)
+    simulate.add_command(past_visits_cmd)
 
 
 _attach_simulators()

@@ -194,8 +194,8 @@ def import_legacy(conn: psycopg.Connection, data: bytes, *, tz: ZoneInfo, now: d
                 continue
             conn.execute(_INSERT, {**row, "sha": sha, "actor": actor})
             inserted += 1
-        sched = schedule(conn) if inserted else None
-        redated = redate_pending(conn, unit_ids) if inserted else 0
+        sched = schedule(conn) if inserted else None  # plans for units that had none, waiting orders re-dated
+        redated = sched.orders_redated + redate_pending(conn, unit_ids) if sched else 0
         if inserted:
             conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES (%s, 'legacy_imported', %s, %s)",
                          (actor, f"sha256:{sha}", Jsonb({"rows": len(rows), "inserted": inserted,

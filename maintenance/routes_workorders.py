@@ -300,6 +300,7 @@ def run_schedule(request: Request, conn: ConnDep, user: Annotated[User, Depends(
     with conn.transaction():
         r = schedule(conn)
         audit.record(conn, request, user.username, "schedule_run", None,
-                     {"plans_created": r.plans_created, "orders_created": r.orders_created})
-    return {"plans_created": r.plans_created, "orders_created": r.orders_created,
+                     {"plans_created": r.plans_created, "orders_created": r.orders_created,
+                      "orders_redated": r.orders_redated})
+    return {"plans_created": r.plans_created, "orders_created": r.orders_created, "orders_redated": r.orders_redated,
             "units_without_checklist": r.units_without_checklist}

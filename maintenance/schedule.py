@@ -25,6 +25,7 @@ from maintenance.workorders import create_order
 class ScheduleResult:
     plans_created: int = 0
     orders_created: int = 0
+    orders_redated: int = 0
     units_without_checklist: int = 0
 
 
@@ -44,12 +45,15 @@ SELECT c.plan_id, c.unit_id, c.kind, c.interval_days, c.checklist_id, c.plan_sta
    AND NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.plan_id = c.plan_id AND w.status IN ('open', 'in_progress'))
  ORDER BY c.unit_id, array_position(%(kinds)s::text[], c.kind)"""
 
-# a waiting order whose plan clock moved (a legacy record imported after it was created) takes the new date
+# a waiting order whose plan clock moved since it was created takes the new date: a longer visit
+# covered its items (a semi-annual visit restarts the half-monthly clock), or a legacy record was
+# imported after it
 _REDATE = """
 UPDATE work_orders w SET due_on = c.last_done_on + c.interval_days, updated_at = now()
   FROM maintenance_plan_clock c
  WHERE w.plan_id = c.plan_id AND w.status IN ('open', 'in_progress') AND c.last_done_on IS NOT NULL
-   AND c.unit_id = ANY(%(units)s) AND w.due_on IS DISTINCT FROM c.last_done_on + c.interval_days"""
+   AND (%(units)s::text[] IS NULL OR c.unit_id = ANY(%(units)s))
+   AND w.due_on IS DISTINCT FROM c.last_done_on + c.interval_days"""
 
 
 def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> ScheduleResult:
@@ -71,12 +75,13 @@ def schedule(conn: psycopg.Connection, *, unit_id: str | None = None) -> Schedul
             create_order(conn, unit_id=plan["unit_id"], kind=plan["kind"], due_on=due,
                          plan_id=plan["plan_id"], checklist_id=plan["checklist_id"])
             result.orders_created += 1
+        result.orders_redated = redate_pending(conn, None if unit_id is None else [unit_id])
         cur.execute("SELECT count(*) AS n FROM units WHERE NOT (kind = ANY(%s))",
                     (list(checklists.checklist_ids_by_unit_kind()),))
         result.units_without_checklist = cur.fetchone()["n"]
     return result
 
 
-def redate_pending(conn: psycopg.Connection, unit_ids: Sequence[str]) -> int:
-    """Move waiting orders of these units to the due date their plan's clock now gives; the count."""
-    return conn.execute(_REDATE, {"units": list(unit_ids)}).rowcount
+def redate_pending(conn: psycopg.Connection, unit_ids: Sequence[str] | None) -> int:
+    """Move waiting orders (of these units; None: all) to the due date their plan's clock gives; the count."""
+    return conn.execute(_REDATE, {"units": None if unit_ids is None else list(unit_ids)}).rowcount

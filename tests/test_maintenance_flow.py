@@ -348,3 +348,17 @@ def test_every_unit_kind_has_its_checklist_signs_countersigns_and_verifies(
     r = subprocess.run([sys.executable, "-m", "liftwatch", "ledger", "verify"], capture_output=True, text=True,
                        env={"LIFTWATCH_DATABASE_URL": world.dsn, "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0 and "2 entries" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_longer_visit_moves_the_waiting_shorter_order(world: World) -> None:
+    """A quarterly visit covers the half-monthly items: the waiting half-monthly order moves to 15
+    days after it, so the KPI and the pages never show it as late (the overdue rule reads the same clock)."""
+    world.sql("UPDATE work_orders SET due_on = current_date - 3 WHERE unit_id = 'EL-1' AND kind = 'half_monthly'")
+    wo = world.order("EL-1", "quarterly")
+    world.client.post(f"/api/v1/work-orders/{wo['work_order_id']}/check-in", headers=world.h("tech1"), json={})
+    world.fill(wo["work_order_id"])
+    assert world.sign(wo["work_order_id"], "tech1")[0] == 201
+    r = world.client.post("/api/v1/maintenance/schedule", headers=world.h("admin")).json()
+    assert r["orders_created"] == 1  # the next quarterly order
+    half = world.order("EL-1", "half_monthly")
+    assert half["due_on"] == (datetime.now(UTC).date() + timedelta(days=15)).isoformat()
