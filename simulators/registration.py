@@ -53,6 +53,18 @@ def _counts(cur: psycopg.Cursor) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
+_LAST_COUNTERS = """
+SELECT u.unit_id, t.run_count, t.run_hours FROM unnest(%s::text[]) AS u(unit_id)
+CROSS JOIN LATERAL (SELECT run_count, run_hours FROM telemetry
+                     WHERE unit_id = u.unit_id AND run_count IS NOT NULL ORDER BY time DESC LIMIT 1) t"""
+
+
+def last_counters(conn: psycopg.Connection, unit_ids: list[str]) -> dict[str, tuple[int, float]]:
+    """Per unit, the lifetime trip counter and running hours of its last stored sample: a new run
+    continues them instead of starting over (which would count thousands of trips in a minute)."""
+    return {u: (int(c), float(h or 0.0)) for u, c, h in conn.execute(_LAST_COUNTERS, (unit_ids,)).fetchall()}
+
+
 def next_seqs(conn: psycopg.Connection, unit_ids: list[str]) -> dict[str, int]:
     """Per unit, the first seq not yet used according to the ingestor's bookkeeping."""
     return dict(conn.execute(_NEXT_SEQ, (unit_ids,)).fetchall())

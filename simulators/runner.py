@@ -181,10 +181,11 @@ def run_fleet(opts: FleetOptions, settings: Settings, *, now: datetime | None = 
     workers = max(1, min(opts.workers, len(fleet.units)))
     summary = FleetSummary(window, len(fleet.units), degraded, workers=workers)
     seq_start: dict[str, int] = {}
+    counters: dict[str, tuple[int, float]] = {}
     live_not_before = 0.0
     if not opts.dry_run and (opts.register or opts.history_s > 0):
         from liftwatch import db as dbmod
-        from simulators.registration import next_seqs, register
+        from simulators.registration import last_counters, next_seqs, register
 
         with dbmod.connect(settings.database_url, autocommit=True, application_name="liftwatch-simulate") as conn:
             if opts.register:
@@ -192,9 +193,11 @@ def run_fleet(opts: FleetOptions, settings: Settings, *, now: datetime | None = 
                 if summary.registered_units:
                     live_not_before = time.time() + REGISTRY_SETTLE_S
             seq_start = next_seqs(conn, unit_ids)
+            counters = last_counters(conn, unit_ids)
     config = FleetConfig(seed=opts.seed, window=window, fault_scale=opts.fault_scale,
                          degradation_ramp_s=opts.degradation_ramp_s,
                          visits=read_plan(opts.visits_file) if opts.visits_file else None, seq_start=seq_start,
+                         counters_start=counters,
                          comm_loss_per_day=opts.comm_loss_per_day)
     job = ShardJob(fleet=fleet, full_unit_ids=unit_ids, config=config,
                    database_url=None if opts.dry_run else settings.database_url,

@@ -36,6 +36,7 @@ class FleetConfig:
     visits: list[Visit] | None = None  # None: the seed's own plan (visits.plan_visits)
     comm_loss_per_day: float = 0.0  # terminal outages per unit and day (simulators/commloss.py)
     seq_start: Mapping[str, int] = field(default_factory=dict)  # resume after what the database has
+    counters_start: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # run_count, run_hours likewise
 
 
 class FleetSim:
@@ -71,7 +72,8 @@ class FleetSim:
                                  fault_scale=config.fault_scale)
             cls = {"traction": LiftSim, "hydraulic": LiftSim, "dumbwaiter": DumbwaiterSim}.get(spec.kind, EscalatorSim)
             self.units.append(cls(spec, ctx, degradation=deg, schedule=sched,
-                                  seq_start=config.seq_start.get(spec.unit_id, 0)))
+                                  seq_start=config.seq_start.get(spec.unit_id, 0),
+                                  counters=config.counters_start.get(spec.unit_id)))
 
     def _degradation(self, spec: UnitSpec) -> Degradation | None:
         if spec.mechanism is None:

@@ -44,7 +44,7 @@ class UnitSim:
     """Base of LiftSim and EscalatorSim."""
 
     def __init__(self, spec: UnitSpec, ctx: SimContext, *, degradation: Degradation | None,
-                 schedule: list[Scheduled], seq_start: int = 0) -> None:
+                 schedule: list[Scheduled], seq_start: int = 0, counters: tuple[int, float] | None = None) -> None:
         self.spec = spec
         self.ctx = ctx
         self.uid = spec.unit_id
@@ -59,6 +59,8 @@ class UnitSim:
         age_days = max(1.0, (ctx.window.history_start / 86400.0) - (spec.installed_on.toordinal() - 719163))
         self.run_count = int(age_days * self.r.uniform(150, 450) * spec.busy)
         self.run_hours = round(self.run_count * self.r.uniform(12, 25) / 3600.0, 3)
+        if counters is not None:  # continue what the database already has (the draws above keep the stream)
+            self.run_count, self.run_hours = counters
         self.mode = "normal"
         self._amb_step, self._amb = -1, 0.0
         self.temp = self.ambient(ctx.window.history_start)
