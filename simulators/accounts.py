@@ -58,7 +58,7 @@ def _username(prefix: str, company_id: str) -> str:
     return name
 
 
-def _person_name(company_id: str, role: str) -> str:
+def person_name(company_id: str, role: str) -> str:
     r = seeds.rng(0, "person-name", role, company_id)
     return r.choice(_SURNAMES) + r.choice(_GIVEN)
 
@@ -190,10 +190,10 @@ def bootstrap(*, dsn: str, api_url: str, accounts: AccountsFile, unit_ids: Itera
                              "the units) first")
         wanted: list[Account] = []
         for mc in sorted({p[0] for p in pairs if p[0]}):
-            wanted.append(Account(technician_username(mc), "", "technician", mc, _person_name(mc, "technician"),
+            wanted.append(Account(technician_username(mc), "", "technician", mc, person_name(mc, "technician"),
                                   certificate_no=f"T{seeds.derive(0, 'certificate', mc) % 10**10:010d}"))
         for uu in sorted({p[1] for p in pairs if p[1]}):
-            wanted.append(Account(manager_username(uu), "", "user_unit", uu, _person_name(uu, "user_unit")))
+            wanted.append(Account(manager_username(uu), "", "user_unit", uu, person_name(uu, "user_unit")))
         names = [a.username for a in wanted]
         in_db = {r[0] for r in conn.execute("SELECT username FROM users WHERE username = ANY(%s)", (names,))}
     lap("registry")

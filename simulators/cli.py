@@ -182,11 +182,20 @@ def _default_api_url() -> str:
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False, path_type=Path),
               help="write the visit truth (JSON): per visit its case, work_order_id, the server's check-in "
                    "time, signed_at, countersigned_at, item results, or the failure with the API's error code")
+@click.option("--now", "now_cases", default=None, metavar="CASES",
+              help="with --plan-only: instead of the seed's plan, one half-monthly visit per listed case "
+                   "(e.g. genuine,genuine,unverified,missing_countersign), each on its own unit (kinds in turn), "
+                   "starting --now-in from now and lasting --visit-length: a live demo's visits")
+@click.option("--now-in", "now_in_s", type=DURATION, default="15s", show_default=True,
+              help="with --now: how soon the first visit starts (the next ones 5 s apart)")
+@click.option("--visit-length", "visit_length_s", type=DURATION, default="45s", show_default=True,
+              help="with --now: how long each visit lasts on site")
 @click.option("--quiet", is_flag=True, help="no progress line on stderr")
 def technicians_cmd(plan_only: bool, duration_s: float | None, days: float | None, speedup: float, units: int,
                     seed: int, prefix: str, start: datetime | None, visits_file: Path | None, out: Path | None,
                     api_url: str | None, accounts_path: Path, bootstrap: bool, bootstrap_only: bool,
-                    truth_path: Path | None, quiet: bool) -> None:
+                    truth_path: Path | None, now_cases: str | None, now_in_s: float, visit_length_s: float,
+                    quiet: bool) -> None:
     """Play the technicians: drive the planned maintenance visits through the HTTP API.
 
     \b
@@ -225,7 +234,7 @@ def technicians_cmd(plan_only: bool, duration_s: float | None, days: float | Non
 
     from simulators.clock import LOCAL_TZ
     from simulators.fleet import build_fleet
-    from simulators.visits import CASES, plan_visits, write_plan
+    from simulators.visits import CASES, plan_visits, visits_now, write_plan
 
     if duration_s is not None and days is not None:
         raise click.UsageError("give --duration or --days, not both")
@@ -238,17 +247,29 @@ def technicians_cmd(plan_only: bool, duration_s: float | None, days: float | Non
     now = datetime.now(UTC)
     fleet = build_fleet(seed=seed, n_units=units, prefix=prefix, today=now.astimezone(LOCAL_TZ).date())
 
+    if now_cases is not None and not plan_only:
+        raise click.UsageError("--now goes with --plan-only (write the plan, then drive it with --visits)")
     if plan_only:
         if bootstrap or bootstrap_only or visits_file or truth_path:
             raise click.UsageError("--plan-only writes the plan only: it takes no --bootstrap, --visits or --truth")
         out = out or Path("visits.json")
-        begin = start or (now - timedelta(seconds=duration_s))
-        end = begin + timedelta(seconds=duration_s)
-        visits = plan_visits(fleet, seed=seed, start=begin.timestamp(), end=end.timestamp())
+        if now_cases is not None:
+            first = now.timestamp() + now_in_s
+            try:
+                visits = visits_now(fleet, seed=seed, cases=[c.strip() for c in now_cases.split(",") if c.strip()],
+                                    start=first, length_s=visit_length_s)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--now") from None
+            begin, end = now, datetime.fromtimestamp(max(v.end for v in visits) + 1, UTC)
+            duration_s = (end - begin).total_seconds()
+        else:
+            begin = start or (now - timedelta(seconds=duration_s))
+            end = begin + timedelta(seconds=duration_s)
+            visits = plan_visits(fleet, seed=seed, start=begin.timestamp(), end=end.timestamp())
         write_plan(out, visits, seed=seed, prefix=prefix, units=units, start=begin.timestamp(), end=end.timestamp())
         counts = ", ".join(f"{c} {sum(v.case == c for v in visits)}" for c in CASES)
-        click.echo(f"{len(visits)} visits planned for {units} units over {duration_s / 86400:g} days ({counts}); "
-                   f"written to {out}")
+        span = f"{duration_s / 86400:g} days" if duration_s >= 86400 else f"the next {duration_s:.0f} s"
+        click.echo(f"{len(visits)} visits planned for {units} units over {span} ({counts}); written to {out}")
         click.echo("plan only: no visit was driven over HTTP (drop --plan-only to drive them)")
         return
 
@@ -334,3 +355,38 @@ def _drive_cmd(*, fleet, duration_s: float, speedup: float, seed: int, prefix: s
         sys.exit(130)
     if summary.failures or summary.aborted:
         sys.exit(1)
+
+
+@click.command("legacy")
+@click.option("--units", type=click.IntRange(1, 1_000_000), default=100, show_default=True,
+              help="number of units of the simulated fleet (as `simulate fleet --units`)")
+@click.option("--seed", type=int, default=1, show_default=True, help="same seed as the fleet simulator")
+@click.option("--prefix", default="SIM", show_default=True, help="same prefix as the fleet simulator")
+@click.option("--go-live", "go_live", type=INSTANT, default=None,
+              help="the archive ends here (ISO 8601 with offset); default: now")
+@click.option("--fraction", type=_FRACTION, default=0.8, show_default=True,
+              help="part of the fleet whose archive is imported (the others start from nothing)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV file to write ('-' for stdout)")
+def legacy_cmd(units: int, seed: int, prefix: str, go_live: datetime | None, fraction: float, out: Path) -> None:
+    """Write a simulated fleet's maintenance archive from before go-live as a CSV for
+    `liftwatch maintenance import` (last visit per unit and plan kind, from the same visit plan
+    the fleet and technician simulators use; skipped visits leave units overdue on day one)."""
+    import sys
+    from datetime import UTC
+
+    from simulators.clock import LOCAL_TZ
+    from simulators.fleet import build_fleet
+    from simulators.legacy import archive_rows, write_csv
+
+    end = go_live or datetime.now(UTC)
+    fleet = build_fleet(seed=seed, n_units=units, prefix=prefix, today=datetime.now(UTC).astimezone(LOCAL_TZ).date())
+    rows = archive_rows(fleet, seed=seed, go_live=end.timestamp(), fraction=fraction)
+    if str(out) == "-":
+        write_csv(sys.stdout, rows)
+    else:
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            write_csv(fh, rows)
+    n_units = len({r["unit_id"] for r in rows})
+    click.echo(f"{len(rows)} archive rows for {n_units} of {units} units (last visits before {end.isoformat()})"
+               + ("" if str(out) == "-" else f" written to {out}"), err=str(out) == "-")

@@ -149,8 +149,8 @@ class DriveSummary:
                "planned: " + ", ".join(f"{k} {v}" for k, v in c["planned"].items()),
                "done over HTTP: " + ", ".join(f"{k} {v}" for k, v in c["done"].items())
                + f"; skipped {c['skipped_left_open']} (left open, nothing done)",
-               f"not driven: {c['no_checklist']} (no statutory checklist for the unit's kind yet: escalators, "
-               f"hydraulic), {c['not_reached']} not reached (run ended or interrupted)",
+               f"not driven: {c['no_checklist']} (no statutory checklist for the unit's kind), "
+               f"{c['not_reached']} not reached (run ended or interrupted)",
                f"defects recorded: {c['defects']} (each opens a hazard)",
                f"API: {self.stats.calls:,} calls in {self.stats.seconds:.1f} s "
                f"({1000 * self.stats.seconds / max(self.stats.calls, 1):.1f} ms each), {self.logins} logins, "

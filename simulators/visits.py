@@ -113,6 +113,35 @@ def plan_visits(fleet: Fleet, *, seed: int, start: float, end: float) -> list[Vi
     return out
 
 
+NOW_KIND_ORDER: Final = ("traction", "escalator", "hydraulic", "dumbwaiter", "moving_walk")
+
+
+def visits_now(fleet: Fleet, *, seed: int, cases: list[str], start: float, length_s: float,
+               stagger_s: float = 5.0) -> list[Visit]:
+    """Half-monthly visits starting at `start` (one unit each, kinds in turn), for a live demo:
+    the fleet simulator puts the units into inspection mode for them, the technicians drive them."""
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise ValueError(f"unknown case(s) {', '.join(unknown)}: use {', '.join(CASES)}")
+    order = sorted(fleet.units, key=lambda u: seeds.derive(seed, "now", u.index))
+    used: set[str] = set()
+    out = []
+    for i, case in enumerate(cases):
+        want = NOW_KIND_ORDER[i % len(NOW_KIND_ORDER)]
+        unit = next((u for u in order if u.kind == want and u.unit_id not in used),
+                    next((u for u in order if u.unit_id not in used), None))
+        if unit is None:
+            raise ValueError(f"{len(cases)} visits need {len(cases)} units; the fleet has {len(fleet.units)}")
+        used.add(unit.unit_id)
+        t0 = round(start + i * stagger_s, 3)
+        out.append(Visit(visit_id=f"{unit.unit_id}-NOW{i + 1}", unit_id=unit.unit_id, kind="half_monthly", case=case,
+                         due_on=datetime.fromtimestamp(t0, LOCAL_TZ).date().isoformat(), start=t0,
+                         end=round(t0 + length_s, 3), maintenance_company_id=unit.site.maintenance_company_id,
+                         technician=f"{unit.site.maintenance_company_id}-T1",
+                         countersigner=f"{unit.site.user_unit_id}-SM1"))
+    return out
+
+
 def write_plan(path: Path, visits: list[Visit], *, seed: int, prefix: str, units: int, start: float,
                end: float) -> None:
     doc = {

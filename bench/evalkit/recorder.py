@@ -10,7 +10,6 @@ run (the password is still checked).
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -18,36 +17,13 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from liftwatch import esign
-from maintenance import checklist as checklists
+from liftwatch.cli_replay import past_visit, simulated_entry
 from maintenance.auth import add_user
 from maintenance.deps import User
-from maintenance.replay import PastVisit, PastVisitRecorder, Signer
-from simulators.readings import entry_for
+from maintenance.replay import PastVisitRecorder, Signer
 from simulators.visits import Visit
 
 _CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # eval accounts only (see above)
-
-
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-def past_visit(v: Visit, spec: Any) -> PastVisit:
-    """A simulator visit as the replay takes it (`spec` is the unit's UnitSpec: companies, position)."""
-    return PastVisit(visit_id=v.visit_id, unit_id=v.unit_id, kind=v.kind, case=v.case,
-                     due_on=date.fromisoformat(v.due_on), start=_dt(v.start), end=_dt(v.end),
-                     maintenance_company_id=spec.site.maintenance_company_id, user_unit_id=spec.site.user_unit_id,
-                     lat=spec.site.lat, lon=spec.site.lon)
-
-
-def simulated_entry(seed: int):
-    """What the simulated technician records for an item (simulators/readings.py)."""
-    def entry(v: PastVisit, item: checklists.Item):
-        m = item.measurement
-        return entry_for({"code": item.code, "measurement": None if m is None else
-                          {"quantity": m.quantity, "unit": m.unit, "min": m.min, "max": m.max}},
-                         seed=seed, unit_id=v.unit_id, visit_id=v.visit_id)
-    return entry
 
 
 class Recorder(PastVisitRecorder):
