@@ -186,7 +186,8 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     items = _sql(db_url, "SELECT i.code, i.result, i.measured_value FROM work_order_items i JOIN work_orders w "
                          "USING (work_order_id) WHERE w.status IN ('signed', 'closed')")
     assert items and all(i["result"] is not None for i in items)
-    assert len(items) == 31 * 3 + 44 + 59  # three half-monthly, one quarterly, one semi-annual
+    # three half-monthly, one quarterly, one semi-annual (Annex A) and the escalator's half-monthly (Annex D)
+    assert len(items) == 31 * 3 + 44 + 59 + 33
     for i in items:
         if i["code"] == "A-1-29":
             assert i["result"] == "defect" or 7.5 <= i["measured_value"] <= 12.0
@@ -197,7 +198,7 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     led = subprocess.run([sys.executable, "-m", "liftwatch", "ledger", "verify"], capture_output=True, text=True,
                          env={**os.environ, "LIFTWATCH_DATABASE_URL": db_url}, timeout=60)
     assert led.returncode == 0, led.stderr
-    assert "ledger OK: 9 entries" in led.stdout
+    assert "ledger OK: 11 entries" in led.stdout  # 4 closed orders x 2 + the live one x 2 + 1 uncountersigned
 
     # --- a failure is reported with the API's error code and exit code 1 -------------------------------
     ghost = replace(past[0], unit_id=f"{prefix}-GHOST", visit_id=f"{prefix}-GHOST-V1")

@@ -131,7 +131,7 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
                        env={**os.environ, "LIFTWATCH_DATABASE_URL": site.w.dsn}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert site.sql("SELECT count(*) AS n FROM alerts WHERE kind = 'maintenance_overdue' AND status = 'open'"
-                    )[0]["n"] == 2
+                    )[0]["n"] == 3  # EL-1, EL-2 and the escalator ES-1 (Annex D plans)
     # a critical alert newer than the overdue ones: sorting by severity (then newest) would list it first
     site.sql("INSERT INTO alerts (unit_id, kind, severity, reason, source, event_time) VALUES "
              "('EL-2', 'entrapment', 'critical', 'passenger entrapment', 'ingest', now())")
@@ -151,7 +151,7 @@ def test_supervisor_acknowledges_an_overdue_alert_raised_by_analytics(site: Site
     expect(first).to_contain_text("维保逾期")
     expect(first.locator(".sev")).to_have_text("严重")
     kinds = page.locator("#alerts tbody tr td:nth-child(2)").all_inner_texts()
-    assert kinds[:3] == ["维保逾期", "维保逾期", "困人"], kinds
+    assert kinds[:4] == ["维保逾期", "维保逾期", "维保逾期", "困人"], kinds
     expect(page.locator("#alerts tbody tr", has_text="困人").locator(".sev")).to_have_text("严重")
     row = page.locator("#alerts tbody tr", has_text="EL-1").filter(has_text="维保逾期")
     alert_id = int(row.get_attribute("data-alert-id"))
@@ -499,7 +499,7 @@ def test_keyboard_login_language_switch_and_360px_layout(site: Site, browser) ->
     # an acknowledge button by Tab, its accessible name says which alert, Enter acknowledges
     alert_id = _tab_to_ack_button(page)
     unit, kind = _focused_row(page)
-    assert (unit, kind) in {("EL-1", "维保逾期"), ("EL-2", "维保逾期")}, (unit, kind)
+    assert (unit, kind) in {("EL-1", "维保逾期"), ("EL-2", "维保逾期"), ("ES-1", "维保逾期")}, (unit, kind)
     expect(page.get_by_role("button", name=f"确认 {unit} {kind}", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator(f'#alerts tr[data-alert-id="{alert_id}"] td.ack')).to_contain_text("Sun Supervisor (super) 于")
