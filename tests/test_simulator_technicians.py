@@ -198,7 +198,7 @@ def test_technicians_drive_every_case_through_the_api(db_url: str, api_url: str,
     led = subprocess.run([sys.executable, "-m", "liftwatch", "ledger", "verify"], capture_output=True, text=True,
                          env={**os.environ, "LIFTWATCH_DATABASE_URL": db_url}, timeout=60)
     assert led.returncode == 0, led.stderr
-    assert "ledger OK: 11 entries" in led.stdout  # 4 closed orders x 2 + the live one x 2 + 1 uncountersigned
+    assert "ledger OK: 11 entries" in led.stdout  # 5 closed orders x 2 + 1 uncountersigned
 
     # --- a failure is reported with the API's error code and exit code 1 -------------------------------
     ghost = replace(past[0], unit_id=f"{prefix}-GHOST", visit_id=f"{prefix}-GHOST-V1")
