@@ -162,17 +162,21 @@ def units_export(output: Path | None) -> None:
               help="shared-subscription group, for several replicas splitting the load (default: "
                    "LIFTWATCH_INGEST_GROUP; unset = one replica, plain subscription)")
 @click.option("--client-id", default=None,
-              help="stable MQTT client id; each replica needs its own (default: LIFTWATCH_INGEST_CLIENT_ID "
-                   "or liftwatch-ingest-<hostname>)")
-def ingest_cmd(group: str | None, client_id: str | None) -> None:
+              help="stable MQTT client id; each replica of a group needs its own, the two of a --lease pair "
+                   "share one (default: LIFTWATCH_INGEST_CLIENT_ID or liftwatch-ingest-<hostname>)")
+@click.option("--lease", is_flag=True, default=None,
+              help="active/standby pair: consume only while holding the client id's lease in PostgreSQL; "
+                   "the standby takes over when the holder dies (default: LIFTWATCH_INGEST_LEASE)")
+def ingest_cmd(group: str | None, client_id: str | None, lease: bool | None) -> None:
     """Consume lift/+/telemetry and lift/+/event over MQTT and write them into TimescaleDB.
 
     Acknowledges each message only after its batch has committed (nothing is lost on a crash;
     redeliveries are stored once). Bad messages are recorded in rejected_messages with a
-    reason. Replicas in one --group share the load ($share/<group>/...); without a group the
-    ingestor subscribes plainly, the choice for a single replica: Mosquitto 2.0 does not restore
-    shared subscriptions after a broker restart, so messages published before the replicas
-    resubscribe are dropped (see docs/ingest.md). Stops cleanly on SIGTERM/Ctrl-C.
+    reason. Without --group the ingestor subscribes plainly, which a broker restart never
+    loses; two such replicas started with --lease and one --client-id form an active/standby
+    pair (the production default). Replicas in one --group share the load
+    ($share/<group>/...), for a cluster broker that keeps shared subscriptions (see
+    docs/deploy.md). Stops cleanly on SIGTERM/Ctrl-C, handing the lease over.
     Prometheus metrics on LIFTWATCH_METRICS_PORT (default 9464, 0 disables).
     """
     from ingest.service import IngestOptions, Ingestor, default_client_id
@@ -181,6 +185,7 @@ def ingest_cmd(group: str | None, client_id: str | None) -> None:
     options = IngestOptions(
         group=group or settings.ingest_group,
         client_id=client_id or settings.ingest_client_id or default_client_id(),
+        lease=settings.ingest_lease if lease is None else lease,
     )
     Ingestor(settings, options).run()
 

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         None, description="shared-subscription group for several replicas; unset = one replica with a plain "
                           "subscription (which, unlike a shared one on Mosquitto 2.0, survives a broker restart)")
     ingest_client_id: str | None = Field(None, description="stable MQTT client id; default derived from host name")
+    ingest_lease: bool = Field(
+        False, description="active/standby: two replicas with one client id; only the holder of the client id's "
+                           "lease in PostgreSQL consumes, the other takes over when it dies (docs/reliability.md)")
     ingest_session_expiry_s: int = Field(
         7 * 24 * 3600, description="how long the broker keeps our session (and backlog) while we are away"
     )
