@@ -154,6 +154,25 @@ def _cpu(p: psutil.Process, children: bool = False) -> float:
     return s
 
 
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU seconds of a process, with `children` its whole tree (reaped children included)."""
+    try:
+        p = psutil.Process(pid)
+        t = p.cpu_times()
+        total = t.user + t.system
+        if children:
+            total += t.children_user + t.children_system
+            for ch in p.children(recursive=True):
+                try:
+                    c = ch.cpu_times()
+                    total += c.user + c.system
+                except psutil.Error:
+                    pass
+        return total
+    except psutil.Error:
+        return 0.0
+
+
 @dataclass
 class CpuSnapshot:
     postgres: float

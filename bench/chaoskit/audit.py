@@ -13,9 +13,11 @@ import psycopg
 
 from bench.chaoskit.clock import log
 from bench.chaoskit.fleet import PROGRESS_EVERY_S, Fleet, puback_received
-from bench.chaoskit.ingestors import IngestorProc
+from bench.chaoskit.ingestors import Replicas
 
 SETTLE_S = 5.0  # the row count must stay at the target this long before the audit
+FAULT_WINDOW_S = 3.0  # lag after a fault: of the messages published within this long after it
+
 
 def row_count(dsn: str) -> int | None:
     try:
@@ -26,7 +28,7 @@ def row_count(dsn: str) -> int | None:
 
 
 class Progress(threading.Thread):
-    def __init__(self, dsn: str, fleet: Fleet, ing: IngestorProc) -> None:
+    def __init__(self, dsn: str, fleet: Fleet, ing: Replicas) -> None:
         super().__init__(name="chaos-progress", daemon=True)
         self.dsn, self.fleet, self.ing = dsn, fleet, ing
         self.halt = threading.Event()
@@ -37,7 +39,7 @@ class Progress(threading.Thread):
             log(f"progress: published {self.fleet.published:,}, acked {self.fleet.acks():,}, "
                 f"rows {'(database down)' if rows is None else f'{rows:,}'}, "
                 f"publishers connected {self.fleet.connected()}/{len(self.fleet.clients)}, "
-                f"ingestor {'up' if self.ing.alive() else 'DOWN'}")
+                f"ingestors up {self.ing.alive()}/{len(self.ing.members)}")
 
 
 # --- drain and audit -------------------------------------------------------------------------
@@ -69,7 +71,9 @@ def wait_drained(dsn: str, target: int, stall: float, timeout: float) -> dict:
         time.sleep(0.5)
 
 
-def audit(dsn: str, fleet: Fleet) -> dict:
+def audit(dsn: str, fleet: Fleet, side_units: list[str], fault_walls: list[float]) -> dict:
+    """The main stream's units only (the side units are audited by SideStream). `fault_walls`:
+    wall-clock times of the faults, for the worst lag of what was published just after each."""
     published: dict[tuple[str, int], int] = {}  # (unit, seq) -> ts_ms
     acked: set[tuple[str, int]] = set()
     refused = {(u, s) for c in fleet.clients for u, s, _ in c.refused}
@@ -86,9 +90,12 @@ def audit(dsn: str, fleet: Fleet) -> dict:
         rows = c.execute(
             "SELECT unit_id, seq, round(extract(epoch FROM time) * 1000)::int8, "
             "extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 FROM telemetry").fetchall()
-        rejected = c.execute("SELECT reason, unit_id, detail, payload FROM rejected_messages").fetchall()
-        gaps = c.execute("SELECT unit_id, from_seq, to_seq, filled FROM ingest_gaps ORDER BY 1, 2").fetchall()
-        state = c.execute("SELECT unit_id, next_seq, ahead FROM unit_ingest_state").fetchall()
+        rejected = c.execute("SELECT reason, unit_id, detail, payload FROM rejected_messages "
+                             "WHERE unit_id IS NULL OR unit_id <> ALL(%s)", (side_units,)).fetchall()
+        gaps = c.execute("SELECT unit_id, from_seq, to_seq, filled FROM ingest_gaps WHERE unit_id <> ALL(%s) "
+                         "ORDER BY 1, 2", (side_units,)).fetchall()
+        state = c.execute("SELECT unit_id, next_seq, ahead FROM unit_ingest_state WHERE unit_id <> ALL(%s)",
+                          (side_units,)).fetchall()
     stored: Counter = Counter((u, s) for u, s, _, _ in rows)
     duplicated = len(rows) - len(stored)
     ts_mismatch = [(u, s, t, published[(u, s)]) for u, s, t, _ in rows
@@ -97,6 +104,9 @@ def audit(dsn: str, fleet: Fleet) -> dict:
     lost = sorted(k for k in acked if k not in stored)
     unacked_stored = sum(1 for k in published if k not in acked and k in stored)
     lags = sorted(ct - t / 1000 for _, _, t, ct in rows if ct is not None)
+    after_fault = [max((ct - t / 1000 for _, _, t, ct in rows
+                        if ct is not None and w <= t / 1000 < w + FAULT_WINDOW_S), default=None)
+                   for w in fault_walls]
     commits = [ct for _, _, _, ct in rows if ct is not None]
 
     # the seq bookkeeping must agree with the table: next_seq = per-unit count, nothing ahead
@@ -139,6 +149,8 @@ def audit(dsn: str, fleet: Fleet) -> dict:
         "rejected_sample": rej_keys[:20],
         "_rejected_all": rej_keys,  # popped
         "ingest_gaps": len(gaps),
+        "ingest_gaps_unfilled": sum(to - fr + 1 - filled for _, fr, to, filled in gaps),
+        "max_lag_after_fault_s": [round(x, 3) if x is not None else None for x in after_fault],
         "seq_state_mismatch": len(state_mismatch),
         "seq_state_mismatch_sample": state_mismatch[:10],
         "units_with_state": len(state),

@@ -9,8 +9,9 @@ import time
 from dataclasses import dataclass, field
 
 from bench.chaoskit.clock import elapsed, log
+from bench.chaoskit.cpu import ServerCpu
 from bench.chaoskit.fleet import Fleet
-from bench.chaoskit.ingestors import IngestorProc
+from bench.chaoskit.ingestors import IngestorProc, Replicas
 from bench.chaoskit.plan import Plan
 from liftwatch.throwaway import Mosquitto, PgCluster
 
@@ -26,12 +27,14 @@ class Fault:
 
 
 class Chaos:
-    def __init__(self, plan: Plan, pg: PgCluster, mq: Mosquitto, ing: IngestorProc, fleet: Fleet) -> None:
+    def __init__(self, plan: Plan, pg: PgCluster, mq: Mosquitto, ing: Replicas, fleet: Fleet,
+                 cpu: ServerCpu) -> None:
         self.plan = plan
         self.pg = pg
         self.mq = mq
         self.ing = ing
         self.fleet = fleet
+        self.cpu = cpu
         self.done: list[Fault] = []
 
     def schedule(self) -> list[float]:
@@ -56,42 +59,58 @@ class Chaos:
             self.done.append(fault)
             time.sleep(1.0)  # at least a second of undisturbed stream between faults
 
-    def _restart_ingestor(self, fault: Fault) -> None:
+    def _kill(self, fault: Fault) -> tuple[IngestorProc, int]:
+        """kill -9 one replica (a standby pair's holder) and start it again at once, as a container
+        restart policy would. `recovered_s`: until a replica consumes again — for `dual` and
+        `shared` the others never stopped (0), for `standby` the other replica's takeover."""
+        victim = self.ing.victim()
+        fault.extra["replica"] = victim.slot + 1
+        connected = self.ing.count("connected to broker")
+        victim_connects = victim.count("connected to broker")
         t = time.monotonic()
-        self.ing.start()
-        fault.extra["ingestor_log"] = self.ing.logpath.name
-        ready = self.ing.wait_log("connected to broker", timeout=30)
-        fault.recovered_s = round(time.monotonic() - t, 2) if ready is not None else None
-        log(f"  ingestor restarted ({self.ing.logpath.name}); connected to the broker after "
-            f"{fault.recovered_s if ready is not None else '>30'} s")
+        pid = victim.kill9()
+        others_consuming = self.ing.topology in ("dual", "shared") and self.ing.alive() > 0
+        victim.start()
+        fault.extra["ingestor_log"] = victim.logpath.name
+        if others_consuming:
+            fault.recovered_s = 0.0
+        else:  # single: the restarted process; standby: the other replica taking the lease over
+            back = self.ing.wait_count("connected to broker", connected - victim_connects + 1, timeout=45)
+            fault.recovered_s = round(time.monotonic() - t, 2) if back is not None else None
+        again = victim.wait_log("connected to broker", timeout=30) if self.ing.topology != "standby" else None
+        fault.extra["killed_replica_reconnected_s"] = again
+        log(f"  replica {victim.slot + 1} restarted ({victim.logpath.name}); consuming again after "
+            f"{fault.recovered_s if fault.recovered_s is not None else '>45'} s")
+        return victim, pid
 
     def _ingestor(self) -> Fault:
         f = Fault("ingestor", elapsed())
-        pid = self.ing.kill9()
-        f.detail = f"kill -9 pid {pid}, restarted at once"
-        log(f"FAULT ingestor: kill -9 pid {pid} (published {self.fleet.published:,})")
-        self._restart_ingestor(f)
+        log(f"FAULT ingestor: kill -9 (published {self.fleet.published:,})")
+        _, pid = self._kill(f)
+        f.detail = f"kill -9 pid {pid} (replica {f.extra['replica']}), restarted at once"
         return f
 
     def _broker(self) -> Fault:
         f = Fault("broker", elapsed())
         log(f"FAULT broker: SIGTERM (persistence saved on exit), down {self.plan.broker_down_s} s "
             f"(published {self.fleet.published:,})")
+        connects = self.ing.count("connected to broker")
         t = time.monotonic()
+        self.cpu.end("broker")
         self.mq.stop(signal.SIGTERM)
         f.extra["stop_s"] = round(time.monotonic() - t, 2)
         time.sleep(self.plan.broker_down_s)
         self.mq.start()
+        self.cpu.begin("broker")
         f.down_s = round(time.monotonic() - t, 2)
         f.detail = f"SIGTERM, saved in {f.extra['stop_s']} s, started again after {f.down_s} s"
-        connects = self.ing.count("connected to broker")
-        back = self.ing.wait_log("connected to broker", n=connects + 1, timeout=45)
+        back = self.ing.wait_count("connected to broker", connects + self.ing.consumers, timeout=45)
         f.extra["ingestor_reconnected_s"] = back
         deadline = time.monotonic() + 30
         while self.fleet.connected() < len(self.fleet.clients) and time.monotonic() < deadline:
             time.sleep(0.1)
         f.recovered_s = round(time.monotonic() - t, 2)
-        log(f"  broker back after {f.down_s} s; ingestor reconnected {back} s later; "
+        log(f"  broker back after {f.down_s} s; ingestors reconnected {back} s later; "
             f"{self.fleet.connected()}/{len(self.fleet.clients)} publishers connected at t+{f.recovered_s} s")
         return f
 
@@ -99,6 +118,7 @@ class Chaos:
         log(f"FAULT {f.kind}: pg_ctl stop -m immediate, down {self.plan.db_down_s} s "
             f"(published {self.fleet.published:,})")
         t = time.monotonic()
+        self.cpu.end("postgres")
         self.pg.stop("immediate")
         return t
 
@@ -109,13 +129,14 @@ class Chaos:
         t_start = time.monotonic()
         backs = self.ing.count("database is back")
         self.pg.start()
+        self.cpu.begin("postgres")
         f.down_s = round(time.monotonic() - t, 2)
         f.extra["start_s"] = round(time.monotonic() - t_start, 2)
         log(f"  database accepting connections again after {f.down_s} s (start + recovery {f.extra['start_s']} s)")
-        # the writer has been retrying a batch with backoff (up to 5 s): serving when it commits again
-        if self.ing.wait_log("database is back", n=backs + 1, timeout=20) is not None:
+        # the writer has been retrying a batch with backoff: serving when one commits again
+        if self.ing.wait_count("database is back", backs + 1, timeout=20) is not None:
             f.recovered_s = round(time.monotonic() - t, 2)
-            log(f"  ingestor committed its retried batch at +{f.recovered_s} s")
+            log(f"  an ingestor committed its retried batch at +{f.recovered_s} s")
 
     def _database(self) -> Fault:
         f = Fault("database", elapsed())
@@ -128,10 +149,13 @@ class Chaos:
         f = Fault("overlap", elapsed())
         t = self._db_stop(f)
         time.sleep(min(1.0, self.plan.db_down_s / 3))
-        pid = self.ing.kill9()
-        log(f"FAULT overlap: kill -9 ingestor pid {pid} while the database is down; restarting it at once")
-        self._restart_ingestor(f)
+        victim = self.ing.victim()
+        pid = victim.kill9()
+        log(f"FAULT overlap: kill -9 replica {victim.slot + 1} (pid {pid}) while the database is down; "
+            "restarting it at once")
+        victim.start()
+        f.extra["replica"] = victim.slot + 1
         self._db_start(f, t)
-        f.detail = (f"database immediate stop, {f.down_s} s away; ingestor pid {pid} killed -9 and restarted "
-                    "while it was down")
+        f.detail = (f"database immediate stop, {f.down_s} s away; replica {victim.slot + 1} (pid {pid}) "
+                    "killed -9 and restarted while it was down")
         return f

@@ -27,6 +27,7 @@ from liftwatch.contract import encode
 PUB_SESSION_EXPIRY_S = 3600
 PROGRESS_EVERY_S = 5.0
 
+
 def puback_received(info: mqtt.MQTTMessageInfo) -> bool:
     """True once paho has had the PUBACK. `is_published()` raises for a message first offered
     while disconnected (its rc stays NO_CONN even after paho sent it on reconnect and the
@@ -91,8 +92,8 @@ class DeviceClient:
                 # published; "No matching subscribers" (0x10) is a success: the device is done with it
                 (self.refused if reason_code.is_failure else self.noted).append(key)
 
-    def publish(self, unit: str, seq: int, ts_ms: int, payload: bytes) -> None:
-        info = self.client.publish(f"lift/{unit}/telemetry", payload, qos=1)
+    def publish(self, unit: str, seq: int, ts_ms: int, payload: bytes, stream: str = "telemetry") -> None:
+        info = self.client.publish(f"lift/{unit}/{stream}", payload, qos=1)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self.not_queued.append((unit, seq, mqtt.error_string(info.rc)))  # never handed to the wire
         self.sent.append(Sent(unit, seq, ts_ms, info))  # NO_CONN: kept by paho, sent on reconnect

@@ -17,10 +17,14 @@ class Plan:
     db_down_s: float = 4.0
     seed: int = 8
     quick: bool = False
+    topology: str = "single"  # single | standby | dual | shared (bench/chaoskit/ingestors.py)
+    replicas: int = 1
+    side_units: int = 20  # units whose events, bad messages and seq holes take the other write paths
 
     @classmethod
     def quick_plan(cls) -> Plan:
-        return cls(per_unit=100, duration=20.0, faults=["ingestor", "broker", "database"], quick=True)
+        return cls(per_unit=100, duration=20.0, faults=["ingestor", "broker", "database"], quick=True,
+                   side_units=5)
 
     @property
     def messages(self) -> int:

@@ -55,17 +55,21 @@ def explain_lost(lost: list[tuple[str, int, int, str]], faults: list[Fault], str
 
 
 def print_report(r: dict) -> None:
-    s, d, lag = r["stream"], r["drain"], r["lag_s"]
+    s, d, lag, side, cpu = r["stream"], r["drain"], r["lag_s"], r["side"], r["cpu_s"]
     fk = r["faults_by_kind"]
     print()
+    ing = r["ingestor"]
     print(f"Chaos run{' (quick)' if r['quick'] else ''}: {s['messages']:,} QoS1 messages from {s['units']} units "
-          f"on {s['connections']} connections over {s['seconds']:.0f} s ({s['offered_msg_s']:,.0f} msg/s offered)")
+          f"on {s['connections']} connections over {s['seconds']:.0f} s ({s['offered_msg_s']:,.0f} msg/s offered); "
+          f"{ing['replicas']} ingestor(s), topology {ing['topology']}")
     print()
-    print("| t (s) | fault | what happened | away (s) | serving again (s) |")
-    print("|---:|---|---|---:|---:|")
+    print("| t (s) | fault | what happened | away (s) | consuming again (s) | worst lag of the next 3 s (s) |")
+    print("|---:|---|---|---:|---:|---:|")
+    dash = "—"
     for f in r["faults"]:
-        print(f"| {f['at_s']:.1f} | {f['kind']} | {f['detail']} | {f['down_s'] if f['down_s'] is not None else '—'} "
-              f"| {f['recovered_s'] if f['recovered_s'] is not None else '—'} |")
+        print(f"| {f['at_s']:.1f} | {f['kind']} | {f['detail']} | {f['down_s'] if f['down_s'] is not None else dash} "
+              f"| {f['recovered_s'] if f['recovered_s'] is not None else dash} "
+              f"| {f['extra'].get('max_lag_of_next_3s_s', dash)} |")
     print()
     print("| measure | value |")
     print("|---|---:|")
@@ -86,9 +90,14 @@ def print_report(r: dict) -> None:
         ("rows whose ts differs from the published one", r["ts_mismatch"]),
         ("rejected messages", f"{r['rejected']} {r['rejected_by_reason'] or ''}".strip()),
         ("seq bookkeeping disagreeing with the table (units)", r["seq_state_mismatch"]),
+        ("gaps recorded on the stream's units (unfilled seqs)", f"{r['ingest_gaps']} ({r['ingest_gaps_unfilled']})"),
+        ("side units: event rows / alert rows / alerts published / rejects / gaps (want)",
+         " / ".join(f"{side['got'][k]} ({side['want'][k]})"
+                    for k in ("event_rows", "alert_rows", "alerts_published", "rejected_rows", "gap_rows"))),
         ("drain: last commit after the stream ended", f"{d['last_commit_after_stream_end_s']} s"),
         ("publish→commit lag p50 / p99 / max", f"{lag['p50']} / {lag['p99']} / {lag['max']} s"),
         ("ingestor incarnations", r["ingestor"]["incarnations"]),
+        ("CPU s: ingestors / postgres / broker", f"{cpu['ingestors']} / {cpu['postgres']} / {cpu['broker']}"),
         ("messages the ingestors committed / of them redeliveries absorbed by the unique key",
          f"{r['ingestor']['totals']['messages']:,} / {r['ingestor']['totals']['duplicates']:,}"),
         ("batch attempts that failed on the database (retried)", r["ingestor"]["totals"]["db_errors"]),
