@@ -159,15 +159,20 @@ def units_export(output: Path | None) -> None:
 
 @cli.command("ingest")
 @click.option("--group", default=None,
-              help="shared-subscription group, for several replicas splitting the load (default: "
-                   "LIFTWATCH_INGEST_GROUP; unset = one replica, plain subscription)")
+              help="shared-subscription group, for several replicas splitting the load on a cluster broker "
+                   "(default: LIFTWATCH_INGEST_GROUP; unset = plain subscription). Refused on a broker not known "
+                   "to keep shared subscriptions across a restart (Mosquitto)")
+@click.option("--allow-volatile-group", is_flag=True, default=None,
+              help="run --group without that check: the broker was verified otherwise, or losing the messages "
+                   "published while the group is gone is acceptable (default: LIFTWATCH_INGEST_ALLOW_VOLATILE_GROUP)")
 @click.option("--client-id", default=None,
               help="stable MQTT client id; each replica of a group needs its own, the two of a --lease pair "
                    "share one (default: LIFTWATCH_INGEST_CLIENT_ID or liftwatch-ingest-<hostname>)")
 @click.option("--lease", is_flag=True, default=None,
               help="active/standby pair: consume only while holding the client id's lease in PostgreSQL; "
                    "the standby takes over when the holder dies (default: LIFTWATCH_INGEST_LEASE)")
-def ingest_cmd(group: str | None, client_id: str | None, lease: bool | None) -> None:
+def ingest_cmd(group: str | None, allow_volatile_group: bool | None, client_id: str | None,
+               lease: bool | None) -> None:
     """Consume lift/+/telemetry and lift/+/event over MQTT and write them into TimescaleDB.
 
     Acknowledges each message only after its batch has committed (nothing is lost on a crash;
@@ -186,6 +191,8 @@ def ingest_cmd(group: str | None, client_id: str | None, lease: bool | None) -> 
         group=group or settings.ingest_group,
         client_id=client_id or settings.ingest_client_id or default_client_id(),
         lease=settings.ingest_lease if lease is None else lease,
+        allow_volatile_group=(settings.ingest_allow_volatile_group if allow_volatile_group is None
+                              else allow_volatile_group),
     )
     Ingestor(settings, options).run()
 

@@ -23,7 +23,9 @@ from liftwatch.errors import ConfigurationError, LiftwatchError
 
 #: What each service account may do; devices get only the pattern line.
 SERVICE_ACCOUNTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("topic read lift/#", "topic write alerts/#", "topic read $SYS/broker/uptime"),
+    # $SYS/broker/version: `ingest --group` identifies the broker before joining a shared group
+    "ingest": ("topic read lift/#", "topic write alerts/#", "topic read $SYS/broker/uptime",
+               "topic read $SYS/broker/version"),
     "simulator": ("topic write lift/#", "topic write liftwatch/sim/#"),  # + its connection's last will
     "dispatcher": ("topic read alerts/#",),
 }

@@ -72,8 +72,11 @@ class Settings(BaseSettings):
 
     # ingest
     ingest_group: str | None = Field(
-        None, description="shared-subscription group for several replicas; unset = one replica with a plain "
+        None, description="shared-subscription group for several replicas on a cluster broker; unset = a plain "
                           "subscription (which, unlike a shared one on Mosquitto 2.0, survives a broker restart)")
+    ingest_allow_volatile_group: bool = Field(
+        False, description="let --group run on a broker not known to keep shared subscriptions across a restart "
+                           "(Mosquitto loses messages then; see docs/deploy.md)")
     ingest_client_id: str | None = Field(None, description="stable MQTT client id; default derived from host name")
     ingest_lease: bool = Field(
         False, description="active/standby: two replicas with one client id; only the holder of the client id's "

@@ -107,6 +107,7 @@ def ingest_subprocess(db_url: str, mqtt_url: str, client_id: str, *extra_env: tu
                       group: str | None = "ingest", lease: bool = False) -> subprocess.Popen:
     env = {**os.environ, "LIFTWATCH_DATABASE_URL": db_url, "LIFTWATCH_MQTT_URL": mqtt_url,
            "LIFTWATCH_METRICS_PORT": "0", **dict(extra_env)}
-    args = [*(["--group", group] if group else []), *(["--lease"] if lease else [])]
+    # a group of the test's own keeps tests apart on the session's broker, never restarted under it
+    args = [*(["--group", group, "--allow-volatile-group"] if group else []), *(["--lease"] if lease else [])]
     return subprocess.Popen([sys.executable, "-m", "liftwatch", "ingest", "--client-id", client_id, *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

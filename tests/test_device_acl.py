@@ -162,3 +162,16 @@ def test_anonymous_wrong_password_and_revoked_are_refused(secured) -> None:
     p.close()
     listed = _devices(env, "list").stdout
     assert re.search(r"DEV-1\s+device .*revoked", listed) and re.search(r"DEV-2\s+device .*active", listed)
+
+
+def test_the_ingest_account_may_read_the_broker_version(secured) -> None:
+    """`ingest --group` identifies the broker from $SYS/broker/version; the ACL `liftwatch devices`
+    writes must let the ingest account read it, or every group would be refused as unidentified."""
+    from ingest.brokercheck import identify
+    from liftwatch.settings import parse_mqtt_url
+
+    broker, secrets, _ = secured
+    found = identify(parse_mqtt_url(f"mqtt://ingest:{secrets['ingest']}@127.0.0.1:{broker.port}"), "acl-check")
+    assert found.product == "mosquitto" and found.version
+    device = identify(parse_mqtt_url(f"mqtt://DEV-0:{secrets['DEV-0']}@127.0.0.1:{broker.port}"), "acl-check-dev")
+    assert device.product == "unknown", "a device may read nothing, $SYS included"
