@@ -236,20 +236,38 @@ def _reload(pid: int | None) -> None:
         click.echo("reload the broker to apply: kill -HUP <mosquitto pid> (or docker-compose kill -s HUP mosquitto)")
 
 
+def _broker_files(s) -> tuple[Path | None, Path | None]:
+    """Mosquitto's password and ACL files; none when LIFTWATCH_BROKER_PASSWD_FILE is empty (EMQX asks
+    `liftwatch broker-hook` instead)."""
+    if not s.broker_passwd_file:
+        return None, None
+    return Path(s.broker_passwd_file), Path(s.broker_acl_file)
+
+
 @devices.command("provision")
 @click.argument("name")
 @click.option("--reload-pid", type=int, default=None, help="send SIGHUP to this Mosquitto pid afterwards")
-def devices_provision(name: str, reload_pid: int | None) -> None:
+@click.option("--password-stdin", is_flag=True,
+              help="take the secret from standard input instead of generating one (32+ characters; e.g. the "
+                   "ingest password a compose file already uses)")
+def devices_provision(name: str, reload_pid: int | None, password_stdin: bool) -> None:
     """Create (or rotate) the broker login of unit NAME, or of a service account (ingest,
-    simulator, dispatcher). Prints the new secret ONCE; only its hash is kept."""
+    simulator, dispatcher). Prints a generated secret ONCE; only hashes are kept (Mosquitto's
+    password file, and the database for `liftwatch broker-hook`)."""
     from liftwatch import db as dbmod
     from liftwatch import devices as dev
 
     s = get_settings()
+    chosen = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    passwd_file, acl_file = _broker_files(s)
     with dbmod.connect(s.database_url) as conn:
-        secret = dev.provision(conn, name, passwd_file=Path(s.broker_passwd_file), acl_file=Path(s.broker_acl_file))
-    click.echo(f"username: {name}\npassword: {secret}\n(shown once: put it in the device's configuration now)")
-    _reload(reload_pid)
+        secret = dev.provision(conn, name, passwd_file=passwd_file, acl_file=acl_file, secret=chosen)
+    if chosen is None:
+        click.echo(f"username: {name}\npassword: {secret}\n(shown once: put it in the device's configuration now)")
+    else:
+        click.echo(f"username: {name} provisioned with the given secret")
+    if passwd_file is not None:
+        _reload(reload_pid)
 
 
 @devices.command("revoke")
@@ -261,10 +279,12 @@ def devices_revoke(name: str, reload_pid: int | None) -> None:
     from liftwatch import devices as dev
 
     s = get_settings()
+    passwd_file, _ = _broker_files(s)
     with dbmod.connect(s.database_url) as conn:
-        dev.revoke(conn, name, passwd_file=Path(s.broker_passwd_file))
-    click.echo(f"{name} revoked")
-    _reload(reload_pid)
+        dev.revoke(conn, name, passwd_file=passwd_file)
+    click.echo(f"{name} revoked" + ("" if passwd_file else " (EMQX: also kick its live connection, docs/deploy.md)"))
+    if passwd_file is not None:
+        _reload(reload_pid)
 
 
 @devices.command("list")
@@ -279,6 +299,22 @@ def devices_list() -> None:
         state = f"revoked {rev:%Y-%m-%d %H:%M}" if rev else "active"
         click.echo(f"{user:<24} {kind:<8} provisioned {prov:%Y-%m-%d %H:%M}"
                    f"{f', rotated {rot:%Y-%m-%d %H:%M}' if rot else ''}  {state}")
+
+
+@cli.command("broker-hook")
+@click.option("--host", default=None, help="listen address (default: LIFTWATCH_BROKER_HOOK_HOST or 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default: LIFTWATCH_BROKER_HOOK_PORT or 8081)")
+def broker_hook_cmd(host: str | None, port: int | None) -> None:
+    """Serve EMQX's HTTP authentication (POST /mqtt/auth: the login, and the account's ACL rules in the
+    answer) and authorization (POST /mqtt/acl) from the device logins in the database: the same rules
+    `liftwatch devices` writes for Mosquitto. For the broker's network only; see docs/deploy.md."""
+    import uvicorn
+
+    from liftwatch.devicehook import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.broker_hook_host,
+                port=port or settings.broker_hook_port, log_config=None, proxy_headers=False)
 
 
 # --- maintenance ----------------------------------------------------------------------------------

@@ -93,8 +93,15 @@ class Settings(BaseSettings):
     ingest_unit_rate: float = Field(20.0, ge=0, description="samples/s one unit may sustain (device clock); 0 disables")
     ingest_unit_burst: float = Field(600.0, ge=1, description="samples one unit may send at once")
 
-    broker_passwd_file: str = Field("deploy/secrets/passwd", description="Mosquitto password file `liftwatch devices` maintains")
+    broker_passwd_file: str = Field("deploy/secrets/passwd", description="Mosquitto password file `liftwatch devices` "
+                                    "maintains; empty = none (EMQX asks `liftwatch broker-hook` instead)")
     broker_acl_file: str = Field("deploy/secrets/acl", description="Mosquitto ACL file `liftwatch devices` writes")
+
+    broker_hook_host: str = Field("127.0.0.1", description="address `liftwatch broker-hook` listens on")
+    broker_hook_port: int = Field(8081, description="port `liftwatch broker-hook` listens on")
+    broker_hook_token: str | None = Field(
+        None, description="bearer token the broker must send to `liftwatch broker-hook` (32+ characters; "
+                          "required outside development)")
 
     # api
     api_host: str = Field("127.0.0.1", description="address `liftwatch api` listens on")
