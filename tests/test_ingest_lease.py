@@ -253,6 +253,39 @@ def test_database_restart_keeps_the_holder(own_broker: Mosquitto) -> None:
         cluster.destroy()
 
 
+def test_holder_killed_while_the_database_is_down_is_replaced_soon_after_it_is_back(
+        own_broker: Mosquitto, tmp_path: Path, replicas: list[Replica]) -> None:
+    """The dead holder's connection went away with the database, so the fast path cannot tell; not
+    having renewed RESTART_GRACE_S after the restart gives it away, well before the time-to-live."""
+    cluster = PgCluster().init().start()
+    try:
+        dsn = cluster.dsn("liftwatch")
+        dbmod.migrate(dsn)
+        register_units(dsn, ["EL-LO"])
+        cid = f"pair-{uuid.uuid4().hex[:6]}"
+        for n in range(2):
+            replicas.append(Replica(dsn, own_broker.url, cid, tmp_path / f"replica-{n}.log"))
+        wait_until(lambda: sum(r.says("connected to broker") for r in replicas) == 1, 30, what="the holder")
+        holder = next(r for r in replicas if r.says("ingest lease acquired"))
+        other = next(r for r in replicas if r is not holder)
+        cluster.stop("immediate")
+        holder.proc.send_signal(signal.SIGKILL)
+        holder.proc.wait(10)
+        pub = Publisher(own_broker.url)
+        pub.publish(telemetry_messages("EL-LO", range(300)))  # waits in the pair's session
+        cluster.start()
+        t0 = time.monotonic()
+        wait_until(lambda: other.says("ingest lease acquired"), LEASE_TTL_S * 2, interval=0.05, what="takeover")
+        takeover_s = time.monotonic() - t0
+        pub.close()
+        assert wait_stable(lambda: _rows(dsn), 300, timeout=60) == 300
+    finally:
+        for r in replicas:
+            r.end()
+        cluster.destroy()
+    assert takeover_s < LEASE_TTL_S * 0.75, f"{takeover_s:.1f} s: waited for the time-to-live"
+
+
 def test_lease_and_group_exclude_each_other(db_url: str) -> None:
     with pytest.raises(ConfigurationError, match="exclude each other"):
         Ingestor(Settings(database_url=db_url, metrics_port=0), IngestOptions("g", "c", lease=True))
