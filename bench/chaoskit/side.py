@@ -111,7 +111,7 @@ class SideStream:
             "alert_rows": q("SELECT count(*) FROM alerts WHERE kind = 'entrapment' AND unit_id = ANY(%s)"),
             "rejected_rows": q("SELECT count(*) FROM rejected_messages WHERE unit_id = ANY(%s)"),
             "gap_rows": q("SELECT count(*) FROM ingest_gaps WHERE unit_id = ANY(%s)"),
-            "gaps_missing": q("SELECT coalesce(sum(missing - filled), 0) FROM ingest_gaps WHERE unit_id = ANY(%s)"),
+            "gaps_missing": int(q("SELECT coalesce(sum(missing - filled), 0) FROM ingest_gaps WHERE unit_id = ANY(%s)")),
             "alerts_published": sum(self.alerts.got[u] for u in self.units),
             "units_alerted_more_than_once": sum(self.alerts.got[u] > 1 for u in self.units),
         }
