@@ -22,6 +22,7 @@ identifies the broker from its retained $SYS topics, on a short connection of it
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -29,12 +30,16 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from liftwatch.errors import ConfigurationError
 from liftwatch.settings import MqttEndpoint
+
+log = logging.getLogger(__name__)
 
 IDENTIFY_TIMEOUT_S = 3.0  # retained $SYS messages arrive right after SUBACK; this is generous
 GRACE_S = 0.3  # after the first version message, for EMQX's node list to arrive as well
 SYS_TOPICS = ("$SYS/broker/version", "$SYS/brokers/+/version", "$SYS/brokers")
 DOCS = "docs/deploy.md (scale-out) and docs/reliability.md (the measured loss)"
+PATIENCE_S = 60.0  # how long to wait for an unreachable broker to answer the startup check
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +128,31 @@ def identify(endpoint: MqttEndpoint, client_id: str, timeout: float = IDENTIFY_T
         c.disconnect()
         c.loop_stop()
     return identify_from(dict(got))
+
+
+def check_group_broker(endpoint: MqttEndpoint, client_id: str, group: str, *, allow_volatile: bool) -> None:
+    """Raise ConfigurationError unless the broker keeps the shared group across restarts (or the
+    caller accepts that it may not); wait up to PATIENCE_S for a broker that is not up yet."""
+    if allow_volatile:
+        log.warning("--allow-volatile-group: not checking that the broker keeps the shared subscription "
+                    "across a restart (messages published while the group is gone are lost)", extra={"group": group})
+        return
+    deadline, delay = time.monotonic() + PATIENCE_S, 1.0
+    while True:
+        try:
+            broker = identify(endpoint, client_id)
+            break
+        except PermissionError as exc:  # an OSError too: before the retry below
+            raise ConfigurationError(f"the shared-subscription check could not log in: {exc}") from exc
+        except OSError as exc:
+            if time.monotonic() + delay > deadline:
+                raise ConfigurationError(f"cannot reach the broker to check that it keeps shared "
+                                         f"subscriptions across a restart: {exc}") from exc
+            log.warning("broker not reachable for the shared-subscription check; retrying",
+                        extra={"error": str(exc)[:200], "retry_in_s": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    why = verdict(broker)
+    if why:
+        raise ConfigurationError(why)
+    log.info("broker keeps shared subscriptions across node restarts", extra={"broker": str(broker), "group": group})

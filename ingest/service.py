@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
-from ingest.brokercheck import identify, verdict
+from ingest.brokercheck import check_group_broker
 from ingest.inbox import Batch, Inbox
 from ingest.lease import Lease, LeaseKeeper
 from ingest.metrics import IngestMetrics
@@ -51,7 +51,6 @@ STATS_EVERY_S = 10.0  # period of the INFO progress line
 PIPELINE_DEPTH = 2  # parsed batches waiting for the writer: parsing overlaps one database write
 SESSION_TAKEN_OVER = 142  # MQTT v5 DISCONNECT reason: another connection took our client id
 TAKEOVER_BACKOFF_S = 5.0  # with --lease, wait this long before reclaiming a session taken from us
-BROKER_CHECK_PATIENCE_S = 60.0  # --group: how long to wait for the broker to answer the startup check
 
 
 @dataclass
@@ -341,32 +340,9 @@ class Ingestor:
     def check_broker(self) -> None:
         """With --group: refuse (ConfigurationError) a broker not known to keep shared subscriptions
         across a restart, unless told it is acceptable. See ingest/brokercheck.py."""
-        if not self.options.group:
-            return
-        if self.options.allow_volatile_group:
-            log.warning("--allow-volatile-group: not checking that the broker keeps the shared subscription "
-                        "across a restart (messages published while the group is gone are lost)",
-                        extra={"group": self.options.group})
-            return
-        deadline, delay = time.monotonic() + BROKER_CHECK_PATIENCE_S, 1.0
-        while True:
-            try:
-                broker = identify(self.settings.mqtt, self.options.client_id)
-                break
-            except PermissionError as exc:  # an OSError too: before the retry below
-                raise ConfigurationError(f"the shared-subscription check could not log in: {exc}") from exc
-            except OSError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise ConfigurationError(f"cannot reach the broker to check that it keeps shared "
-                                             f"subscriptions across a restart: {exc}") from exc
-                log.warning("broker not reachable for the shared-subscription check; retrying",
-                            extra={"error": str(exc)[:200], "retry_in_s": delay})
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        why = verdict(broker)
-        if why:
-            raise ConfigurationError(why)
-        log.info("broker keeps shared subscriptions across node restarts", extra={"broker": str(broker)})
+        if self.options.group:
+            check_group_broker(self.settings.mqtt, self.options.client_id, self.options.group,
+                               allow_volatile=self.options.allow_volatile_group)
 
     def start(self) -> None:
         """Connect (or, with a lease, stand by for it) and start the pipeline threads (returns at once)."""
