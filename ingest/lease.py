@@ -9,9 +9,9 @@ Takeover:
 * the holder is killed: its lease connection closes with it, so the standby sees the backend
   gone and takes the lease at its next poll (sub-second);
 * the holder hangs or is cut off from the database: it stops renewing; the lease expires after
-  `LEASE_TTL_S` and the standby takes it. The holder itself stops consuming (disconnects from
-  the broker) once it has not renewed for `LEASE_TTL_S - FENCE_MARGIN_S`, before anyone else
-  may take the lease;
+  its time-to-live (`LIFTWATCH_INGEST_LEASE_TTL_S`, 10 s) and the standby takes it. The holder
+  itself stops consuming (disconnects from the broker) once it has not renewed for
+  `FENCE_AT` of the time-to-live, before anyone else may take the lease;
 * a database restart ends every connection, the holder's included; a connection that only went
   away with the restart does not count as a dead holder (its backend started before the current
   postmaster), so the holder, renewing as soon as the database is back, keeps the lease. A holder
@@ -39,10 +39,10 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL_S = 10.0  # a hung holder is replaced after this long
+LEASE_TTL_S = 10.0  # default time-to-live: a hung holder is replaced after this long
 RENEW_EVERY_S = 1.0  # the holder's renewal period: ten chances per time-to-live
 STANDBY_POLL_S = 0.5  # the standby's poll: bounds the failover gap after a kill
-FENCE_MARGIN_S = 3.0  # the holder stops consuming this long before its lease could be taken
+FENCE_AT = 0.7  # of the time-to-live without a renewal: the holder stops consuming before it could be taken
 DB_TIMEOUT_S = 3  # connect and statement timeout of the lease connection
 RESTART_GRACE_S = 4.0  # after a database restart, a live holder renews within a few of its 1 s periods
 
@@ -77,10 +77,11 @@ class Lease:
     """The database side: one dedicated connection (never the writer's, which may be busy in a
     long COPY), short timeouts, and keepalives so that a vanished peer is noticed."""
 
-    def __init__(self, dsn: str, name: str, holder: str | None = None) -> None:
+    def __init__(self, dsn: str, name: str, holder: str | None = None, ttl_s: float = LEASE_TTL_S) -> None:
         self.dsn = dsn
         self.name = name
         self.holder = holder or replica_identity()
+        self.ttl_s = ttl_s
         self._conn: psycopg.Connection | None = None
 
     def _connection(self) -> psycopg.Connection:
@@ -97,7 +98,7 @@ class Lease:
         """Take or renew the lease; True if we hold it. Raises psycopg.Error if the database is away."""
         try:
             row = self._connection().execute(
-                ACQUIRE, {"name": self.name, "me": self.holder, "ttl": timedelta(seconds=LEASE_TTL_S),
+                ACQUIRE, {"name": self.name, "me": self.holder, "ttl": timedelta(seconds=self.ttl_s),
                           "grace": timedelta(seconds=RESTART_GRACE_S)}).fetchone()
         except psycopg.Error:
             self.close()
@@ -169,7 +170,7 @@ class LeaseKeeper(threading.Thread):
         if not self.held.is_set():
             return  # a standby simply keeps polling
         silent = time.monotonic() - self._last_renewed
-        if silent >= LEASE_TTL_S - FENCE_MARGIN_S:
+        if silent >= self.lease.ttl_s * FENCE_AT:
             self._lose(f"the lease could not be renewed for {silent:.1f} s ({str(exc).strip()[:120]})")
 
     def _gain(self) -> None:

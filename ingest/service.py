@@ -357,7 +357,8 @@ class Ingestor:
         self._parser.start()
         self._writer.start()
         if self.options.lease:
-            self.keeper = LeaseKeeper(Lease(self.settings.database_url, self.options.client_id),
+            self.keeper = LeaseKeeper(Lease(self.settings.database_url, self.options.client_id,
+                                            ttl_s=self.settings.ingest_lease_ttl_s),
                                       start_consuming=self._connect_mqtt, stop_consuming=self._disconnect_mqtt,
                                       on_change=lambda held: self.metrics.lease_held.set(int(held)))
             self.keeper.start()

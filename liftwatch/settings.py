@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     ingest_group: str | None = Field(
         None, description="shared-subscription group for several replicas on a cluster broker; unset = a plain "
                           "subscription (which, unlike a shared one on Mosquitto 2.0, survives a broker restart)")
+    ingest_lease_ttl_s: float = Field(
+        10.0, ge=3.0, description="--lease: a holder that stops renewing (hung, cut off) is replaced after this "
+                                  "long; a killed one at once")
     ingest_allow_volatile_group: bool = Field(
         False, description="let --group run on a broker not known to keep shared subscriptions across a restart "
                            "(Mosquitto loses messages then; see docs/deploy.md)")

@@ -74,7 +74,7 @@ def test_a_broker_that_hides_its_version_is_refused(db_url: str, tmp_path: Path)
     b = Mosquitto(password_file=passwd, acl_file=acl).start()
     try:
         url = f"mqtt://ingest:pw-for-this-test@127.0.0.1:{b.port}"
-        assert identify(parse_mqtt_url(url), "t-hidden") == BrokerIdentity("unknown")
+        assert identify(parse_mqtt_url(url), "t-hidden", timeout=1.0) == BrokerIdentity("unknown")
         ing = Ingestor(Settings(database_url=db_url, mqtt_url=url, metrics_port=0), IngestOptions("g", "t-hidden"))
         with pytest.raises(ConfigurationError, match="could not be identified.*ACL"):
             ing.check_broker()
