@@ -327,6 +327,7 @@ class Ingestor:
         with self._mqtt_lock:
             self.client.disconnect()
             self.client.loop_stop()
+            self._taken_over_at = 0.0  # a session taken with the lease is no intruder's; only one taken while held is
         self._connected.clear()
         self.metrics.connected.set(0)
 
