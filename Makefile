@@ -13,7 +13,7 @@ help:
 	@echo "make test   set up (venv, TimescaleDB, Mosquitto) and run lint + the test suite"
 	@echo "make demo   set up, then run the local stack and print where to look"
 	@echo "make bench  run the benchmarks in bench/ (minutes; prints tables with ratios)"
-	@echo "make chaos  ingest under broker restarts, database crashes and kill -9 (minutes)"
+	@echo "make chaos  ingest under broker restarts, database crashes and kill -9: one ingestor, then the pair (minutes)"
 	@echo "make eval   analytics scored against the simulator's truth, 2,000 units x 60 days (about 2 hours)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the venv and caches"
@@ -47,6 +47,7 @@ bench: setup
 
 chaos: setup
 	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/chaos.py --replicas 2
 
 eval: setup
 	$(BIN)/python bench/analytics_eval.py

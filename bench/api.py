@@ -73,6 +73,7 @@ from argon2 import PasswordHasher  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
+from bench.common import cpu_seconds  # noqa: E402
 from liftwatch import esign  # noqa: E402
 from liftwatch.db import migrate  # noqa: E402
 from liftwatch.throwaway import PgCluster, free_port  # noqa: E402
@@ -236,24 +237,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    try:
-        p = psutil.Process(pid)
-        t = p.cpu_times()
-        total = t.user + t.system
-        if children:
-            total += t.children_user + t.children_system
-            for ch in p.children(recursive=True):
-                try:
-                    c = ch.cpu_times()
-                    total += c.user + c.system
-                except psutil.Error:
-                    pass
-        return total
-    except psutil.Error:
-        return 0.0
 
 
 # --- load -----------------------------------------------------------------------------------------

@@ -74,3 +74,5 @@ class IngestMetrics:
                                                  lag_buckets, r)
         self.queue_depth = Gauge(p + "queue_depth", "messages waiting for the writer", registry=r)
         self.connected = Gauge(p + "broker_connected", "1 while connected to the broker", registry=r)
+        self.lease_held = Gauge(p + "lease_held", "active/standby (--lease): 1 while this replica holds the lease",
+                                registry=r)

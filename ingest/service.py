@@ -25,12 +25,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
+from ingest.brokercheck import check_group_broker
 from ingest.inbox import Batch, Inbox
+from ingest.lease import Lease, LeaseKeeper
 from ingest.metrics import IngestMetrics
 from ingest.mqttclient import IngestClient
 from ingest.parser import Parsed, Parser, Registry, RegistryUnavailable
 from ingest.ratelimit import UnitRateLimiter
 from ingest.writer import BatchResult, BatchWriter
+from liftwatch.errors import ConfigurationError
 from liftwatch.settings import Settings
 from liftwatch.validate import Limits
 
@@ -46,6 +49,8 @@ RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)  # database retry delays; the last one re
 KEEPALIVE_S = 30
 STATS_EVERY_S = 10.0  # period of the INFO progress line
 PIPELINE_DEPTH = 2  # parsed batches waiting for the writer: parsing overlaps one database write
+SESSION_TAKEN_OVER = 142  # MQTT v5 DISCONNECT reason: another connection took our client id
+TAKEOVER_BACKOFF_S = 5.0  # with --lease, wait this long before reclaiming a session taken from us
 
 
 @dataclass
@@ -63,6 +68,8 @@ class Totals:
 class IngestOptions:
     group: str | None  # None: plain subscription (single replica)
     client_id: str
+    lease: bool = False  # active/standby: consume only while holding the client id's lease
+    allow_volatile_group: bool = False  # --group without checking the broker keeps the group (brokercheck.py)
 
 
 def default_client_id() -> str:
@@ -73,6 +80,9 @@ class Ingestor:
     """One ingestor replica. `run()` blocks until `stop()` (or SIGTERM via `install_signals`)."""
 
     def __init__(self, settings: Settings, options: IngestOptions) -> None:
+        if options.lease and options.group:
+            raise ConfigurationError("--lease (one consumer at a time) and --group (several sharing the load) "
+                                     "exclude each other")
         self.settings = settings
         self.options = options
         self.metrics = IngestMetrics()
@@ -90,6 +100,9 @@ class Ingestor:
         self._gen_lock = threading.Lock()
         self._connected = threading.Event()
         self.client = self._make_client()
+        self._mqtt_lock = threading.Lock()
+        self._taken_over_at = 0.0
+        self.keeper: LeaseKeeper | None = None
         self._metrics_server = None
         self.totals = Totals()
 
@@ -97,8 +110,10 @@ class Ingestor:
 
     def _make_client(self) -> mqtt.Client:
         ep = self.settings.mqtt
+        # with a lease, paho never reconnects on its own: the lease keeper reconnects after each
+        # renewal, so a replica that lost the lease (or was frozen) cannot fight for the session
         client = IngestClient(CallbackAPIVersion.VERSION2, client_id=self.options.client_id,
-                              protocol=mqtt.MQTTv5, manual_ack=True)
+                              protocol=mqtt.MQTTv5, manual_ack=True, reconnect_on_failure=not self.options.lease)
         client.sink = self._on_publish
         if ep.username:
             client.username_pw_set(ep.username, ep.password)
@@ -143,7 +158,12 @@ class Ingestor:
             self._generation += 1  # acks for messages of the lost connection are no longer sent
         self._connected.clear()
         self.metrics.connected.set(0)
-        if not self._stop.is_set():
+        if self.keeper is not None and not self._stop.is_set():
+            if reason_code == SESSION_TAKEN_OVER:  # another connection on our client id: do not fight it
+                self._taken_over_at = time.monotonic()
+            log.warning("disconnected from broker; reconnecting once the lease is renewed",
+                        extra={"reason": str(reason_code)})
+        elif not self._stop.is_set():
             log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason_code)})
 
     def _on_publish(self, topics: list[bytes], payloads: list[bytes], mids: list[int], dups: list[bool],
@@ -271,7 +291,7 @@ class Ingestor:
                 self.metrics.acked.inc(self._ack(parsed.msgs))
                 self._account(parsed.msgs, result)
             now = time.monotonic()
-            if not abandoned and now - last_housekeeping >= IDLE_TICK_S:
+            if not abandoned and self.consuming and now - last_housekeeping >= IDLE_TICK_S:
                 last_housekeeping = now
                 try:
                     self.metrics.gaps.inc(len(self.writer.maintain()))
@@ -282,36 +302,86 @@ class Ingestor:
                 last_stats = now
                 log.info("ingest progress", extra={**self.totals.__dict__, "queue": len(self.inbox)})
 
+    # --- broker connection ------------------------------------------------------------------
+
+    def _connect_mqtt(self) -> None:
+        """Connect (without a lease paho reconnects by itself after that). Idempotent: with a lease
+        it is called after every renewal, and reclaims a session the broker handed to another
+        connection only after a pause."""
+        with self._mqtt_lock:
+            if self._stop.is_set() or self.client._thread is not None:  # stopping, or the network loop runs
+                return
+            if time.monotonic() - self._taken_over_at < TAKEOVER_BACKOFF_S:
+                return
+            if self._taken_over_at:
+                log.error("reclaiming our session: another client connected with our client id while we held "
+                          "the lease (two pairs configured with one --client-id?)",
+                          extra={"client_id": self.options.client_id})
+            ep = self.settings.mqtt
+            self.client.connect_async(ep.host, ep.port, keepalive=KEEPALIVE_S, clean_start=False,
+                                      properties=self._connect_properties())
+            self.client.loop_start()
+
+    def _disconnect_mqtt(self) -> None:
+        """Close the connection and stop paho's loop; the session (and its backlog) stays at the broker."""
+        with self._mqtt_lock:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self._taken_over_at = 0.0  # a session taken with the lease is no intruder's; only one taken while held is
+        self._connected.clear()
+        self.metrics.connected.set(0)
+
+    @property
+    def consuming(self) -> bool:
+        """False for a standby without the lease: it neither reads the broker nor writes."""
+        return self.keeper is None or self.keeper.held.is_set()
+
     # --- lifecycle --------------------------------------------------------------------------
 
+    def check_broker(self) -> None:
+        """With --group: refuse (ConfigurationError) a broker not known to keep shared subscriptions
+        across a restart, unless told it is acceptable. See ingest/brokercheck.py."""
+        if self.options.group:
+            check_group_broker(self.settings.mqtt, self.options.client_id, self.options.group,
+                               allow_volatile=self.options.allow_volatile_group)
+
     def start(self) -> None:
-        """Connect and start the network and writer threads (returns at once)."""
+        """Connect (or, with a lease, stand by for it) and start the pipeline threads (returns at once)."""
+        self.check_broker()
         if self.settings.metrics_port:
             self._metrics_server, _ = start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
-        ep = self.settings.mqtt
-        self.client.connect_async(ep.host, ep.port, keepalive=KEEPALIVE_S, clean_start=False,
-                                  properties=self._connect_properties())
-        self.client.loop_start()
+        if not self.options.lease:
+            self._connect_mqtt()
         self.registry.load()
         self._parser = threading.Thread(target=self._parse_loop, name="liftwatch-parser", daemon=True)
         self._writer = threading.Thread(target=self._writer_loop, name="liftwatch-writer", daemon=True)
         self._parser.start()
         self._writer.start()
+        if self.options.lease:
+            self.keeper = LeaseKeeper(Lease(self.settings.database_url, self.options.client_id,
+                                            ttl_s=self.settings.ingest_lease_ttl_s),
+                                      start_consuming=self._connect_mqtt, stop_consuming=self._disconnect_mqtt,
+                                      on_change=lambda held: self.metrics.lease_held.set(int(held)))
+            self.keeper.start()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once connected and subscribed."""
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
-        """Stop taking messages, commit and ack what was taken, disconnect (session kept)."""
+        """Stop taking messages, commit and ack what was taken, disconnect (session kept), and
+        with a lease hand it over at once."""
         self._accepting = False
         self._stop.set()
+        if self.keeper is not None:
+            self.keeper.stop()  # no more renewals or reconnects; the lease is released below
         if getattr(self, "_writer", None) is not None:
             self._parser.join()
             if self._writer.is_alive():
                 self._writer.join()
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._disconnect_mqtt()
+        if self.keeper is not None and self.keeper.held.is_set():
+            self.keeper.lease.release()  # after the disconnect: two never consume at once
         self.writer.close()
         self.registry.close()
         if self._metrics_server is not None:

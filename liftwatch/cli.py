@@ -159,20 +159,29 @@ def units_export(output: Path | None) -> None:
 
 @cli.command("ingest")
 @click.option("--group", default=None,
-              help="shared-subscription group, for several replicas splitting the load (default: "
-                   "LIFTWATCH_INGEST_GROUP; unset = one replica, plain subscription)")
+              help="shared-subscription group, for several replicas splitting the load on a cluster broker "
+                   "(default: LIFTWATCH_INGEST_GROUP; unset = plain subscription). Refused on a broker not known "
+                   "to keep shared subscriptions across a restart (Mosquitto)")
+@click.option("--allow-volatile-group", is_flag=True, default=None,
+              help="run --group without that check: the broker was verified otherwise, or losing the messages "
+                   "published while the group is gone is acceptable (default: LIFTWATCH_INGEST_ALLOW_VOLATILE_GROUP)")
 @click.option("--client-id", default=None,
-              help="stable MQTT client id; each replica needs its own (default: LIFTWATCH_INGEST_CLIENT_ID "
-                   "or liftwatch-ingest-<hostname>)")
-def ingest_cmd(group: str | None, client_id: str | None) -> None:
+              help="stable MQTT client id; each replica of a group needs its own, the two of a --lease pair "
+                   "share one (default: LIFTWATCH_INGEST_CLIENT_ID or liftwatch-ingest-<hostname>)")
+@click.option("--lease", is_flag=True, default=None,
+              help="active/standby pair: consume only while holding the client id's lease in PostgreSQL; "
+                   "the standby takes over when the holder dies (default: LIFTWATCH_INGEST_LEASE)")
+def ingest_cmd(group: str | None, allow_volatile_group: bool | None, client_id: str | None,
+               lease: bool | None) -> None:
     """Consume lift/+/telemetry and lift/+/event over MQTT and write them into TimescaleDB.
 
     Acknowledges each message only after its batch has committed (nothing is lost on a crash;
     redeliveries are stored once). Bad messages are recorded in rejected_messages with a
-    reason. Replicas in one --group share the load ($share/<group>/...); without a group the
-    ingestor subscribes plainly, the choice for a single replica: Mosquitto 2.0 does not restore
-    shared subscriptions after a broker restart, so messages published before the replicas
-    resubscribe are dropped (see docs/ingest.md). Stops cleanly on SIGTERM/Ctrl-C.
+    reason. Without --group the ingestor subscribes plainly, which a broker restart never
+    loses; two such replicas started with --lease and one --client-id form an active/standby
+    pair (the production default). Replicas in one --group share the load
+    ($share/<group>/...), for a cluster broker that keeps shared subscriptions (see
+    docs/deploy.md). Stops cleanly on SIGTERM/Ctrl-C, handing the lease over.
     Prometheus metrics on LIFTWATCH_METRICS_PORT (default 9464, 0 disables).
     """
     from ingest.service import IngestOptions, Ingestor, default_client_id
@@ -181,6 +190,9 @@ def ingest_cmd(group: str | None, client_id: str | None) -> None:
     options = IngestOptions(
         group=group or settings.ingest_group,
         client_id=client_id or settings.ingest_client_id or default_client_id(),
+        lease=settings.ingest_lease if lease is None else lease,
+        allow_volatile_group=(settings.ingest_allow_volatile_group if allow_volatile_group is None
+                              else allow_volatile_group),
     )
     Ingestor(settings, options).run()
 
@@ -224,20 +236,38 @@ def _reload(pid: int | None) -> None:
         click.echo("reload the broker to apply: kill -HUP <mosquitto pid> (or docker-compose kill -s HUP mosquitto)")
 
 
+def _broker_files(s) -> tuple[Path | None, Path | None]:
+    """Mosquitto's password and ACL files; none when LIFTWATCH_BROKER_PASSWD_FILE is empty (EMQX asks
+    `liftwatch broker-hook` instead)."""
+    if not s.broker_passwd_file:
+        return None, None
+    return Path(s.broker_passwd_file), Path(s.broker_acl_file)
+
+
 @devices.command("provision")
 @click.argument("name")
 @click.option("--reload-pid", type=int, default=None, help="send SIGHUP to this Mosquitto pid afterwards")
-def devices_provision(name: str, reload_pid: int | None) -> None:
+@click.option("--password-stdin", is_flag=True,
+              help="take the secret from standard input instead of generating one (32+ characters; e.g. the "
+                   "ingest password a compose file already uses)")
+def devices_provision(name: str, reload_pid: int | None, password_stdin: bool) -> None:
     """Create (or rotate) the broker login of unit NAME, or of a service account (ingest,
-    simulator, dispatcher). Prints the new secret ONCE; only its hash is kept."""
+    simulator, dispatcher). Prints a generated secret ONCE; only hashes are kept (Mosquitto's
+    password file, and the database for `liftwatch broker-hook`)."""
     from liftwatch import db as dbmod
     from liftwatch import devices as dev
 
     s = get_settings()
+    chosen = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    passwd_file, acl_file = _broker_files(s)
     with dbmod.connect(s.database_url) as conn:
-        secret = dev.provision(conn, name, passwd_file=Path(s.broker_passwd_file), acl_file=Path(s.broker_acl_file))
-    click.echo(f"username: {name}\npassword: {secret}\n(shown once: put it in the device's configuration now)")
-    _reload(reload_pid)
+        secret = dev.provision(conn, name, passwd_file=passwd_file, acl_file=acl_file, secret=chosen)
+    if chosen is None:
+        click.echo(f"username: {name}\npassword: {secret}\n(shown once: put it in the device's configuration now)")
+    else:
+        click.echo(f"username: {name} provisioned with the given secret")
+    if passwd_file is not None:
+        _reload(reload_pid)
 
 
 @devices.command("revoke")
@@ -249,10 +279,12 @@ def devices_revoke(name: str, reload_pid: int | None) -> None:
     from liftwatch import devices as dev
 
     s = get_settings()
+    passwd_file, _ = _broker_files(s)
     with dbmod.connect(s.database_url) as conn:
-        dev.revoke(conn, name, passwd_file=Path(s.broker_passwd_file))
-    click.echo(f"{name} revoked")
-    _reload(reload_pid)
+        dev.revoke(conn, name, passwd_file=passwd_file)
+    click.echo(f"{name} revoked" + ("" if passwd_file else " (EMQX: also kick its live connection, docs/deploy.md)"))
+    if passwd_file is not None:
+        _reload(reload_pid)
 
 
 @devices.command("list")
@@ -267,6 +299,22 @@ def devices_list() -> None:
         state = f"revoked {rev:%Y-%m-%d %H:%M}" if rev else "active"
         click.echo(f"{user:<24} {kind:<8} provisioned {prov:%Y-%m-%d %H:%M}"
                    f"{f', rotated {rot:%Y-%m-%d %H:%M}' if rot else ''}  {state}")
+
+
+@cli.command("broker-hook")
+@click.option("--host", default=None, help="listen address (default: LIFTWATCH_BROKER_HOOK_HOST or 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default: LIFTWATCH_BROKER_HOOK_PORT or 8081)")
+def broker_hook_cmd(host: str | None, port: int | None) -> None:
+    """Serve EMQX's HTTP authentication (POST /mqtt/auth: the login, and the account's ACL rules in the
+    answer) and authorization (POST /mqtt/acl) from the device logins in the database: the same rules
+    `liftwatch devices` writes for Mosquitto. For the broker's network only; see docs/deploy.md."""
+    import uvicorn
+
+    from liftwatch.devicehook import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.broker_hook_host,
+                port=port or settings.broker_hook_port, log_config=None, proxy_headers=False)
 
 
 # --- maintenance ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from liftwatch.errors import ConfigurationError, MigrationError
 
@@ -47,6 +48,14 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
             f"cannot connect to PostgreSQL at {redact(dsn)}: {str(exc).strip()}\n"
             "Is the server running (pg_lsclusters) and LIFTWATCH_DATABASE_URL right?"
         ) from exc
+
+
+def open_pool(dsn: str, *, max_size: int, application_name: str) -> ConnectionPool:
+    """An opened pool of autocommit connections (waits up to 30 s for the server), for a web app's lifespan."""
+    pool = ConnectionPool(dsn, min_size=1, max_size=max_size,
+                          kwargs={"autocommit": True, "application_name": application_name}, open=False)
+    pool.open(wait=True, timeout=30)
+    return pool
 
 
 def redact(dsn: str) -> str:

@@ -72,9 +72,18 @@ class Settings(BaseSettings):
 
     # ingest
     ingest_group: str | None = Field(
-        None, description="shared-subscription group for several replicas; unset = one replica with a plain "
+        None, description="shared-subscription group for several replicas on a cluster broker; unset = a plain "
                           "subscription (which, unlike a shared one on Mosquitto 2.0, survives a broker restart)")
+    ingest_lease_ttl_s: float = Field(
+        10.0, ge=3.0, description="--lease: a holder that stops renewing (hung, cut off) is replaced after this "
+                                  "long; a killed one at once")
+    ingest_allow_volatile_group: bool = Field(
+        False, description="let --group run on a broker not known to keep shared subscriptions across a restart "
+                           "(Mosquitto loses messages then; see docs/deploy.md)")
     ingest_client_id: str | None = Field(None, description="stable MQTT client id; default derived from host name")
+    ingest_lease: bool = Field(
+        False, description="active/standby: two replicas with one client id; only the holder of the client id's "
+                           "lease in PostgreSQL consumes, the other takes over when it dies (docs/reliability.md)")
     ingest_session_expiry_s: int = Field(
         7 * 24 * 3600, description="how long the broker keeps our session (and backlog) while we are away"
     )
@@ -87,8 +96,15 @@ class Settings(BaseSettings):
     ingest_unit_rate: float = Field(20.0, ge=0, description="samples/s one unit may sustain (device clock); 0 disables")
     ingest_unit_burst: float = Field(600.0, ge=1, description="samples one unit may send at once")
 
-    broker_passwd_file: str = Field("deploy/secrets/passwd", description="Mosquitto password file `liftwatch devices` maintains")
+    broker_passwd_file: str = Field("deploy/secrets/passwd", description="Mosquitto password file `liftwatch devices` "
+                                    "maintains; empty = none (EMQX asks `liftwatch broker-hook` instead)")
     broker_acl_file: str = Field("deploy/secrets/acl", description="Mosquitto ACL file `liftwatch devices` writes")
+
+    broker_hook_host: str = Field("127.0.0.1", description="address `liftwatch broker-hook` listens on")
+    broker_hook_port: int = Field(8081, description="port `liftwatch broker-hook` listens on")
+    broker_hook_token: str | None = Field(
+        None, description="bearer token the broker must send to `liftwatch broker-hook` (32+ characters; "
+                          "required outside development)")
 
     # api
     api_host: str = Field("127.0.0.1", description="address `liftwatch api` listens on")

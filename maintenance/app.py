@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from psycopg_pool import ConnectionPool
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from liftwatch import __version__
+from liftwatch.db import open_pool
 from liftwatch.settings import Settings
 from maintenance import (
     auth,
@@ -94,9 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.api_pool_size,
-                              kwargs={"autocommit": True, "application_name": "liftwatch-api"}, open=False)
-        pool.open(wait=True, timeout=30)
+        pool = open_pool(settings.database_url, max_size=settings.api_pool_size, application_name="liftwatch-api")
         app.state.pool = pool
         try:
             yield

@@ -104,8 +104,10 @@ def wait_stable(value: Callable[[], int], expected: int, timeout: float = 60.0, 
 
 
 def ingest_subprocess(db_url: str, mqtt_url: str, client_id: str, *extra_env: tuple[str, str],
-                      group: str = "ingest") -> subprocess.Popen:
+                      group: str | None = "ingest", lease: bool = False) -> subprocess.Popen:
     env = {**os.environ, "LIFTWATCH_DATABASE_URL": db_url, "LIFTWATCH_MQTT_URL": mqtt_url,
            "LIFTWATCH_METRICS_PORT": "0", **dict(extra_env)}
-    return subprocess.Popen([sys.executable, "-m", "liftwatch", "ingest", "--client-id", client_id,
-                             "--group", group], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a group of the test's own keeps tests apart on the session's broker, never restarted under it
+    args = [*(["--group", group, "--allow-volatile-group"] if group else []), *(["--lease"] if lease else [])]
+    return subprocess.Popen([sys.executable, "-m", "liftwatch", "ingest", "--client-id", client_id, *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from acl_matrix import DEVICE_SUBSCRIPTIONS, SERVICES, UNITS, foreign_topics, own_topics
 from helpers import register_units
 from paho.mqtt.enums import CallbackAPIVersion
 
 from liftwatch.throwaway import Mosquitto
-
-UNITS = [f"DEV-{i}" for i in range(5)]
-STREAMS = ("telemetry", "event", "status")
 
 
 class Probe:
@@ -83,7 +81,7 @@ def secured(db_url: str, tmp_path: Path):
     env = {**os.environ, "LIFTWATCH_DATABASE_URL": db_url, "LIFTWATCH_BROKER_PASSWD_FILE": str(tmp_path / "passwd"),
            "LIFTWATCH_BROKER_ACL_FILE": str(tmp_path / "acl")}
     secrets = {}
-    for name in [*UNITS, "ingest", "simulator", "dispatcher"]:
+    for name in [*UNITS, *SERVICES]:
         r = _devices(env, "provision", name)
         assert r.returncode == 0, r.stderr
         secrets[name] = re.search(r"password: (\S+)", r.stdout).group(1)
@@ -120,14 +118,12 @@ def test_acl_matrix_denies_everything_but_own_topics(secured) -> None:
         for unit, p in probes.items():  # devices subscribe to everything they can think of
             assert p.connected, p.connack
             p.c.on_message = lambda c, u, m, unit=unit: received[unit].append(m.topic)
-            for topic in ["lift/#", "lift/+/telemetry", "#", "$SYS/#", "$share/ingest/lift/+/telemetry",
-                          "alerts/#", *[f"lift/{o}/{s}" for o in UNITS for s in STREAMS]]:
+            for topic in DEVICE_SUBSCRIPTIONS:
                 p.c.subscribe(topic, qos=1)
-        own = {f"lift/{u}/{s}" for u in UNITS for s in STREAMS}
+        own = {t for u in UNITS for t in own_topics(u)}
         for unit, p in probes.items():  # then publish to their own topics and to everyone else's
-            foreign = [f"lift/{o}/{s}" for o in UNITS if o != unit for s in STREAMS] + \
-                      ["alerts/" + unit, "lift/other", f"lift/{unit}x/telemetry", "lift"]
-            for topic in [f"lift/{unit}/{s}" for s in STREAMS] + foreign:
+            foreign = foreign_topics(unit)
+            for topic in own_topics(unit) + foreign:
                 p.c.publish(topic, unit.encode(), qos=0)
                 attempts += topic in foreign
         _settle(lambda: own <= set(seen))
@@ -162,3 +158,16 @@ def test_anonymous_wrong_password_and_revoked_are_refused(secured) -> None:
     p.close()
     listed = _devices(env, "list").stdout
     assert re.search(r"DEV-1\s+device .*revoked", listed) and re.search(r"DEV-2\s+device .*active", listed)
+
+
+def test_the_ingest_account_may_read_the_broker_version(secured) -> None:
+    """`ingest --group` identifies the broker from $SYS/broker/version; the ACL `liftwatch devices`
+    writes must let the ingest account read it, or every group would be refused as unidentified."""
+    from ingest.brokercheck import identify
+    from liftwatch.settings import parse_mqtt_url
+
+    broker, secrets, _ = secured
+    found = identify(parse_mqtt_url(f"mqtt://ingest:{secrets['ingest']}@127.0.0.1:{broker.port}"), "acl-check")
+    assert found.product == "mosquitto" and found.version
+    device = identify(parse_mqtt_url(f"mqtt://DEV-0:{secrets['DEV-0']}@127.0.0.1:{broker.port}"), "acl-check-dev")
+    assert device.product == "unknown", "a device may read nothing, $SYS included"

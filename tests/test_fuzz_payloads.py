@@ -168,7 +168,8 @@ def test_hostile_payloads_are_all_rejected_in_process_and_through_the_broker(db_
     assert len(cases) >= CASES
     register_units(db_url, ["FZ-1"])
     settings_ = Settings(database_url=db_url, mqtt_url=mqtt_url, metrics_port=0, ingest_unit_rate=0)
-    ing = Ingestor(settings_, IngestOptions(f"g{uuid.uuid4().hex[:8]}", f"fz-{uuid.uuid4().hex[:8]}"))
+    ing = Ingestor(settings_, IngestOptions(f"g{uuid.uuid4().hex[:8]}", f"fz-{uuid.uuid4().hex[:8]}",
+                                                 allow_volatile_group=True))
     ing.start()
     assert ing.wait_ready(10)
     pub = Publisher(mqtt_url)

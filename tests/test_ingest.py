@@ -39,7 +39,8 @@ def make_ingestor(db_url: str, mqtt_url: str) -> Iterator[MakeIngestor]:
     def make(client_id: str | None = None, **overrides) -> Ingestor:
         settings = Settings(database_url=db_url, mqtt_url=overrides.pop("mqtt_url", mqtt_url), metrics_port=0,
                             gap_settle_s=overrides.pop("gap_settle_s", 0.5), **overrides)
-        ing = Ingestor(settings, IngestOptions(group, client_id or f"t-{uuid.uuid4().hex[:10]}"))
+        ing = Ingestor(settings, IngestOptions(group, client_id or f"t-{uuid.uuid4().hex[:10]}",
+                                               allow_volatile_group=True))
         ing.start()
         assert ing.wait_ready(10), "ingestor did not connect and subscribe"
         made.append(ing)

@@ -28,7 +28,7 @@ from liftwatch.throwaway import Mosquitto, PgCluster, free_port
 
 def _ingestor(db_url: str, mqtt_url: str, client_id: str, group: str | None, **kw) -> Ingestor:
     settings = Settings(database_url=db_url, mqtt_url=mqtt_url, metrics_port=kw.pop("metrics_port", 0), **kw)
-    ing = Ingestor(settings, IngestOptions(group, client_id))
+    ing = Ingestor(settings, IngestOptions(group, client_id, allow_volatile_group=True))
     ing.start()
     assert ing.wait_ready(15)
     return ing

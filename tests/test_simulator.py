@@ -34,7 +34,7 @@ RAMP_S = 300.0
 def ingestor(db_url: str, mqtt_url: str) -> Iterator[Ingestor]:
     group = f"g{uuid.uuid4().hex[:8]}"  # a group of this test's own: other tests' sessions stay out
     settings = Settings(database_url=db_url, mqtt_url=mqtt_url, metrics_port=0, gap_settle_s=0.5)
-    ing = Ingestor(settings, IngestOptions(group, f"t-{uuid.uuid4().hex[:10]}"))
+    ing = Ingestor(settings, IngestOptions(group, f"t-{uuid.uuid4().hex[:10]}", allow_volatile_group=True))
     ing.start()
     assert ing.wait_ready(10), "ingestor did not connect and subscribe"
     yield ing
