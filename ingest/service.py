@@ -195,6 +195,7 @@ class Ingestor:
         m.rows.labels("telemetry").inc(result.rows["telemetry"])
         m.rows.labels("events").inc(result.rows["events"])
         m.duplicates.inc(result.duplicates)
+        m.copy_fallbacks.inc(result.copy_fallbacks)
         for r in result.rejects:
             m.rejected.labels(r.reason).inc()
         m.gaps.inc(len(result.gaps))
