@@ -89,6 +89,8 @@ class Run:
     transactions: int
     steady_msg_s: float | None  # messages after the first commit / (last - first commit)
     publish_msg_s: float  # how fast the C publishers sent (backlog: into the queue; live: to the consumer)
+    publish_s: float | None = None  # live: start -> the publishers' last PUBACK (the rest is the consumer's tail)
+    publishers_cpu_s: float | None = None  # live: the publishers' own CPU (not the contender's)
     cpu: dict = field(default_factory=dict)  # the contender's CPU (Usage) and CPU ms per 1,000 rows
     machine_cpu_s: dict[str, float] = field(default_factory=dict)  # everything else on the machine meanwhile
     load: dict[str, list[float]] = field(default_factory=dict)  # loadavg before and after
@@ -197,7 +199,8 @@ class Bench:
         return b
 
     def _finish(self, key: str, contender: str, mode: str, ds: Dataset, dsn: str, t0: float, usage: Usage,
-                meter0, load0: list[float], pub_rate: float, peak_rss: float | None = None, notes: str = "") -> Run:
+                meter0, load0: list[float], pub_rate: float, peak_rss: float | None = None, notes: str = "",
+                pubs: Publishers | None = None) -> Run:
         meter1 = self.meter.snapshot()
         with psycopg.connect(dsn, autocommit=True) as conn:
             c = commit_span(conn)
@@ -212,10 +215,14 @@ class Bench:
         cpu = {"consumer_process_s": round(usage.consumer_process_s, 3), "backend_s": round(usage.backend_s, 3),
                "backends": usage.backends, "ms_per_1000_rows": round(usage.per_1000_rows_ms(ds.rows), 3)}
         run = Run(key, contender, mode, ds.samples_per_message, ds.messages, ds.rows, c.last - t0, c.first - t0,
-                  c.transactions, steady, pub_rate, cpu, CpuMeter.delta(meter0, meter1),
+                  c.transactions, steady, pub_rate, None, None, cpu, CpuMeter.delta(meter0, meter1),
                   {"before": load0, "after": loadavg()}, peak_rss, notes)
+        if pubs is not None:
+            run.publish_s = round(pubs.ended_epoch - t0, 3)
+            run.publishers_cpu_s = round(pubs.cpu_s, 2)
         self.runs[key].append(run)
-        log(f"{key}: {run.rows:,} rows in {run.seconds:.2f} s = {run.rows_s:,.0f} rows/s; CPU "
+        tail = f" (publishers done at {run.publish_s:.2f} s)" if pubs is not None else ""
+        log(f"{key}: {run.rows:,} rows in {run.seconds:.2f} s{tail} = {run.rows_s:,.0f} rows/s; CPU "
             f"{run.cpu_ms_per_1000:.1f} ms per 1,000 rows ({usage.consumer_process_s:.2f} s process + "
             f"{usage.backend_s:.2f} s in {usage.backends} backends); {run.transactions} commits; load {load0[0]}")
         return run
@@ -260,7 +267,7 @@ class Bench:
             pub_rate = pubs.wait()
         self.procs.stop(proc)
         run = self._finish(key, contender, mode, ds, dsn, t0, Usage(p1 - p0, b_s, n_b), meter0, load0, pub_rate,
-                           peak_rss=rss.peak_mb, notes=_ingest_summary(logpath))
+                           peak_rss=rss.peak_mb, notes=_ingest_summary(logpath), pubs=pubs)
         run.rss_series = rss.series  # type: ignore[attr-defined]
         clear_session(self.port, cid)
         self.servers.drop_db(db)
@@ -311,7 +318,7 @@ class Bench:
         if pubs is not None:
             pub_rate = pubs.wait()
         run = self._finish(key, f"limit pipe, {ds.samples_per_message} sample/msg, {mode}", mode, ds, dsn, t0,
-                           Usage(p1 - p0, b_s, n_b), meter0, load0, pub_rate)
+                           Usage(p1 - p0, b_s, n_b), meter0, load0, pub_rate, pubs=pubs)
         clear_session(self.port, cid)
         self.servers.drop_db(db)
         return run
