@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -377,7 +378,8 @@ def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> float:
 
 class Publishers:
     """One `mosquitto_pub -l -q 1` per unit, each sending its unit's file as fast as the broker
-    acknowledges (up to 1,000 in flight), all in parallel."""
+    acknowledges (up to 1,000 in flight), all in parallel. A thread reaps them as they exit, so
+    `ended_epoch` is when the last one had its last PUBACK (within 10 ms), whenever `wait` is called."""
 
     def __init__(self, procs: Processes, port: int, ds: Dataset, tag: str) -> None:
         self.messages = ds.messages
@@ -388,18 +390,24 @@ class Publishers:
             with ds.files[unit].open("rb") as fh:
                 self.running.append(procs.start(mosquitto_pub_cmd(port, unit, f"pub-{tag}-{unit}"), stdin=fh,
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        self.cpu_s = 0.0  # of the publisher processes, once they are waited for
+        self.cpu_s = 0.0  # of the publisher processes
+        self.seconds = 0.0
+        self.ended_epoch = 0.0
+        self._reaper = threading.Thread(target=self._reap, name=f"reap-{tag}", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        for p in self.running:
+            self.cpu_s += wait_with_cpu(p, 3600)
+        self.seconds = time.perf_counter() - self.started
+        self.ended_epoch = time.time()
 
     def wait(self) -> float:
         """Until all have exited (the broker acknowledged every message); returns msg/s."""
-        failed = []
+        self._reaper.join()
+        failed = [p.stderr.read().decode(errors="replace").strip()[:200] for p in self.running if p.returncode != 0]
         for p in self.running:
-            self.cpu_s += wait_with_cpu(p, 3600)
-            if p.returncode != 0:
-                failed.append(p.stderr.read().decode(errors="replace").strip()[:200])
             p.stderr.close()
-        self.seconds = time.perf_counter() - self.started
-        self.ended_epoch = time.time()
         if failed:
             raise RuntimeError(f"mosquitto_pub failed: {failed[:3]}")
         return self.messages / self.seconds
