@@ -23,7 +23,9 @@ with the wall clock when it is handed to paho (ms precision), so `commit time - 
 publish->commit lag, outages included.
 
 Stream: every unit sends seq 0, 1, 2, ... one message per tick, all units per tick, paced so
-the whole stream takes --duration seconds. While it runs, faults are injected one after the
+the whole stream takes --duration seconds. With --samples N each message is a JSON array of N
+samples (seqs n*N ... n*N+N-1, the newest stamped at hand-off, the others up to 100 ms apart
+before it); the audit below counts samples. While it runs, faults are injected one after the
 other at spread-out times (with a seeded jitter):
   ingestor   kill -9 the ingestor, start it again at once (same client id)
   broker     SIGTERM the broker (it saves its persistence file), 1 s down, start it again
@@ -79,7 +81,7 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 
 import orjson  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
@@ -133,6 +135,7 @@ class Plan:
     db_down_s: float = 4.0
     seed: int = 8
     quick: bool = False
+    samples: int = 1  # samples per message (a JSON array when more than one), seq and ts per sample
 
     @classmethod
     def quick_plan(cls) -> Plan:
@@ -208,16 +211,20 @@ class DeviceClient:
         if reason_code.value:  # not plain Success: remember which message it was
             m = client._out_messages.get(mid)  # still there: paho pops it after this callback
             if m is not None:
-                key = (m.topic.split("/")[1], orjson.loads(m.payload)["seq"], str(reason_code))
-                # a failure code (>= 0x80) is not an acknowledgement, although paho marks the info
-                # published; "No matching subscribers" (0x10) is a success: the device is done with it
-                (self.refused if reason_code.is_failure else self.noted).append(key)
+                doc = orjson.loads(m.payload)
+                for d in doc if isinstance(doc, list) else [doc]:
+                    key = (m.topic.split("/")[1], d["seq"], str(reason_code))
+                    # a failure code (>= 0x80) is not an acknowledgement, although paho marks the info
+                    # published; "No matching subscribers" (0x10) is a success: the device is done with it
+                    (self.refused if reason_code.is_failure else self.noted).append(key)
 
-    def publish(self, unit: str, seq: int, ts_ms: int, payload: bytes) -> None:
+    def publish(self, unit: str, samples: list[tuple[int, int]], payload: bytes) -> None:
+        """One message carrying `samples` ((seq, ts_ms) each); every sample is audited on its own."""
         info = self.client.publish(f"lift/{unit}/telemetry", payload, qos=1)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            self.not_queued.append((unit, seq, mqtt.error_string(info.rc)))  # never handed to the wire
-        self.sent.append(Sent(unit, seq, ts_ms, info))  # NO_CONN: kept by paho, sent on reconnect
+        for seq, ts_ms in samples:
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self.not_queued.append((unit, seq, mqtt.error_string(info.rc)))  # never handed to the wire
+            self.sent.append(Sent(unit, seq, ts_ms, info))  # NO_CONN: kept by paho, sent on reconnect
 
     def unacked(self) -> int:
         return sum(not puback_received(s.info) for s in self.sent)
@@ -262,6 +269,8 @@ class Fleet:
         try:
             sims = {u: UnitSim(u, self.plan.seed) for u in self.units}
             interval = self.plan.duration / self.plan.per_unit
+            n = self.plan.samples  # a message's samples: step ms apart, the newest stamped now
+            step = timedelta(milliseconds=max(1, min(100, int(1000 * interval / n))))
             self.stream_started = time.monotonic()
             for seq in range(self.plan.per_unit):
                 due = self.stream_started + seq * interval
@@ -272,8 +281,10 @@ class Fleet:
                 for unit in self.units:
                     now = datetime.now(UTC)
                     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the contract's ms precision
-                    payload = encode(sims[unit].step(now, seq))
-                    self.client_of[unit].publish(unit, seq, int(now.timestamp() * 1000), payload)
+                    batch = [sims[unit].step(now - step * (n - 1 - i), seq * n + i) for i in range(n)]
+                    payload = encode(batch if n > 1 else batch[0])
+                    self.client_of[unit].publish(unit, [(b.seq, round(b.time.timestamp() * 1000)) for b in batch],
+                                                 payload)
                     self.published += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
@@ -757,6 +768,7 @@ def main() -> int:
     ap.add_argument("--stall", type=float,
                     help="give up draining when the row count has not moved for this long (default 60 s; quick 20)")
     ap.add_argument("--seed", type=int, help="seed of the fault jitter and the unit simulation (default 8)")
+    ap.add_argument("--samples", type=int, help="samples per message, sent as one JSON array (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the ingestor logs (kept anyway on failure)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/chaos-*.json")
     args = ap.parse_args()
@@ -767,7 +779,7 @@ def main() -> int:
     plan = Plan.quick_plan() if args.quick else Plan()
     for name, attr in (("units", "units"), ("per_unit", "per_unit"), ("duration", "duration"),
                        ("clients", "clients"), ("db_down", "db_down_s"), ("broker_down", "broker_down_s"),
-                       ("seed", "seed")):
+                       ("seed", "seed"), ("samples", "samples")):
         if getattr(args, name) is not None:
             setattr(plan, attr, getattr(args, name))
     if args.faults:
@@ -789,7 +801,8 @@ def main() -> int:
     result: dict = {}
     passed = False
     try:
-        log(f"plan: {plan.units} units x {plan.per_unit} = {plan.messages:,} QoS1 messages over "
+        log(f"plan: {plan.units} units x {plan.per_unit} = {plan.messages:,} QoS1 messages "
+            f"of {plan.samples} sample(s) over "
             f"{plan.duration:.0f} s on {plan.n_clients} connections; faults {','.join(plan.faults)}")
         broker_probe = probe_broker_restart()
         log("probe: a message published after a broker restart, before its subscriber is back: "
@@ -830,7 +843,7 @@ def main() -> int:
         unacked = fleet.wait_acked(timeout=180)
         all_acked_at = time.monotonic()
         log(f"publishers done: {unacked} messages without PUBACK")
-        target = fleet.published - unacked
+        target = fleet.published * plan.samples - unacked  # in samples, as the audit counts
         drain = wait_drained(dsn, target, args.stall or (20.0 if plan.quick else 60.0), timeout=600)
         drained_at = time.monotonic()
         log(f"drain: {'complete' if drain['complete'] else 'INCOMPLETE'} after {drain['waited_s']} s, "
@@ -932,7 +945,7 @@ def print_report(r: dict) -> None:
     print("| measure | value |")
     print("|---|---:|")
     rows = [
-        ("messages published", f"{r['published']:,}"),
+        ("samples published (one per message unless --samples)", f"{r['published']:,}"),
         ("acknowledged by the broker", f"{r['acked']:,}"),
         ("faults: ingestor kill -9", fk["ingestor_kill9"]),
         ("faults: broker restart (SIGTERM, persistence)", fk["broker_restart"]),
