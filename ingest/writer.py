@@ -63,9 +63,13 @@ INSERT_EV = (f"INSERT INTO events ({_EV_COLS}) SELECT {_EV_COLS} FROM stage_even
              "ON CONFLICT DO NOTHING RETURNING unit_id, seq, time, code, state, source_code")
 LOCK_STATE = ("SELECT unit_id, next_seq, ahead, hole_since FROM unit_ingest_state "
               "WHERE unit_id = ANY(%s) ORDER BY unit_id FOR UPDATE")
-UPSERT_STATE = """
+# every unit of a batch in one statement: one executemany row per unit was one server statement per
+# unit, which a fleet's batch (one message from each of hundreds of units) pays per message;
+# `ahead` travels as an array literal, since units' arrays differ in length
+UPSERT_STATES = """
 INSERT INTO unit_ingest_state (unit_id, next_seq, ahead, hole_since, last_time, last_received_at)
-VALUES (%s, %s, %s, %s, %s, now())
+SELECT u, n, a::int8[], h, t, now()
+FROM unnest(%s::text[], %s::int8[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS s(u, n, a, h, t)
 ON CONFLICT (unit_id) DO UPDATE SET next_seq = EXCLUDED.next_seq, ahead = EXCLUDED.ahead,
     hole_since = EXCLUDED.hole_since, last_received_at = now(),
     last_time = GREATEST(unit_ingest_state.last_time, EXCLUDED.last_time)"""
@@ -239,13 +243,18 @@ class BatchWriter:
         now = datetime.now(UTC)
         states = {r[0]: SeqState(r[0], r[1], list(r[2]), r[3])
                   for r in cur.execute(LOCK_STATE, (sorted(inserted),)).fetchall()}
-        updates, fills, gaps = [], [], []
-        for unit_id in sorted(inserted):
+        units = sorted(inserted)
+        next_seqs, aheads, holes, newest = [], [], [], []
+        fills, gaps = [], []
+        for unit_id in units:
             state, late, forced = observe(states.get(unit_id), unit_id, inserted[unit_id], now)
-            updates.append((unit_id, state.next_seq, state.ahead, state.hole_since, last_time.get(unit_id)))
+            next_seqs.append(state.next_seq)
+            aheads.append("{" + ",".join(map(str, state.ahead)) + "}")
+            holes.append(state.hole_since)
+            newest.append(last_time.get(unit_id))
             fills.extend((unit_id, s) for s in late)
             gaps.extend(forced)
-        cur.executemany(UPSERT_STATE, updates)
+        cur.execute(UPSERT_STATES, (units, next_seqs, aheads, holes, newest))
         if fills:
             cur.executemany(FILL_GAP, fills)
         self._record_gaps(cur, gaps)

@@ -21,16 +21,19 @@ UNIT = "EL-W"
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
-def _msg(seqs: list[int]) -> tuple[bytes, bytes]:
+def _msg(seqs: list[int], unit: str = UNIT) -> tuple[bytes, bytes]:
     """One message with these seqs (an array when more than one), 100 ms apart on the device clock."""
-    samples = [Telemetry(START + timedelta(milliseconds=100 * s), UNIT, s, mode="normal", floor=s % 7,
+    samples = [Telemetry(START + timedelta(milliseconds=100 * s), unit, s, mode="normal", floor=s % 7,
                          vibration_mg=3.5, run_count=1000 + s) for s in seqs]
-    return f"lift/{UNIT}/telemetry".encode(), encode(samples if len(samples) > 1 else samples[0])
+    return f"lift/{unit}/telemetry".encode(), encode(samples if len(samples) > 1 else samples[0])
+
+
+OTHERS = [f"EL-W{i}" for i in range(5)]
 
 
 class Stage:
     def __init__(self, db_url: str) -> None:
-        register_units(db_url, [UNIT])
+        register_units(db_url, [UNIT, *OTHERS])
         self.db_url = db_url
         self.registry = Registry(db_url, refresh_s=60)
         self.registry.load()
@@ -94,3 +97,15 @@ def test_a_broker_redelivery_takes_the_on_conflict_path_at_once(stage: Stage) ->
     assert result.duplicates == 2 and stage.rows() == 3
     fresh = stage.writer.write(stage.batch([_msg([3])], dups=[True]))  # DUP, but never stored: still stored
     assert not fresh.direct and fresh.rows["telemetry"] == 1 and stage.rows() == 4
+
+
+def test_every_unit_of_a_batch_keeps_its_own_seq_state(stage: Stage) -> None:
+    """One statement writes the state of all the batch's units: each must get its own values."""
+    stage.writer.write(stage.batch([_msg([0, 1], u) for u in OTHERS]))
+    later = [_msg([2, 3], OTHERS[0]), _msg([5], OTHERS[1]), _msg([4, 9, 7], OTHERS[2]), _msg([2], OTHERS[3])]
+    stage.writer.write(stage.batch(later))
+    with psycopg.connect(stage.db_url) as c:
+        got = {r[0]: r[1:] for r in c.execute("SELECT unit_id, next_seq, ahead, hole_since IS NOT NULL "
+                                              "FROM unit_ingest_state WHERE unit_id = ANY(%s)", (OTHERS,))}
+    assert got == {OTHERS[0]: (4, [], False), OTHERS[1]: (2, [5], True), OTHERS[2]: (2, [4, 7, 9], True),
+                   OTHERS[3]: (3, [], False), OTHERS[4]: (2, [], False)}
