@@ -19,7 +19,7 @@ import psutil
 import psycopg
 
 from bench.common import CpuMeter, UnitSim, clear_session, log, mosquitto_pub_cmd, rejected
-from bench.ingestkit.cpu import loadavg
+from bench.ingestkit.cpu import BackendCpu, backend_delta, loadavg
 from liftwatch.contract import encode
 
 STEP = timedelta(milliseconds=100)
@@ -45,6 +45,8 @@ def run_latency(bench, rate: int, samples: int, seconds: float) -> dict:
     sims = {u: UnitSim(u, 7) for u in units}
     seqs = dict.fromkeys(units, 0)
     ing = psutil.Process(proc.pid)
+    backends = BackendCpu(bench.servers.postmaster_pid(), db, set())
+    b0 = backends.sample()
     cpu_ing0 = sum(ing.cpu_times()[:2])
     cpu0, load0 = bench.meter.snapshot(), loadavg()
     t0 = time.perf_counter()
@@ -78,6 +80,7 @@ def run_latency(bench, rate: int, samples: int, seconds: float) -> dict:
                 raise RuntimeError(f"{key}: rows missing; log tail:\n{logpath.read_text()[-3000:]}")
             time.sleep(0.25)
         cpu_ing = sum(ing.cpu_times()[:2]) - cpu_ing0
+        backend_s, _ = backend_delta(b0, backends.stop())  # before this connection's queries below
         cpu1 = bench.meter.snapshot()
         # one figure per message: its newest sample (the last seq of each message)
         q = """SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99, 0.999]) WITHIN GROUP (ORDER BY lat),
@@ -98,12 +101,16 @@ def run_latency(bench, rate: int, samples: int, seconds: float) -> dict:
         "commit_ms": _quantiles(commit), "received_at_ms": _quantiles(recv),
         "commits": txns, "mean_batch": round(sent / txns, 1),
         "ingestor_cpu_pct": round(100 * cpu_ing / elapsed, 1),
+        # under a trickle batches are small (the 50 ms window): CPU per row is what each commit costs
+        "cpu_ms_per_1000_rows": round(1e6 * (cpu_ing + backend_s) / (sent * samples), 2),
+        "backend_s": round(backend_s, 2),
         "cpu_s": CpuMeter.delta(cpu0, cpu1, extra=cpu_ing) | {"ingestor_process": round(cpu_ing, 2)},
         "load": {"before": load0, "after": loadavg()},
     }
     c = result["commit_ms"]
     log(f"{key}: {sent:,} msgs at {result['offered_msg_s']:,} msg/s: p50 {c['p50']} ms, p99 {c['p99']} ms, "
-        f"max {c['max']} ms; {txns} commits; ingestor CPU {result['ingestor_cpu_pct']} %")
+        f"max {c['max']} ms; {txns} commits; ingestor CPU {result['ingestor_cpu_pct']} %, "
+        f"{result['cpu_ms_per_1000_rows']} ms per 1,000 rows with its backends")
     bench.latency[key] = result
     return result
 

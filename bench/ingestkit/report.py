@@ -106,7 +106,8 @@ def report(bench: Bench, quick: bool, started: datetime, load_start: list[float]
         c, rv = lat["commit_ms"], lat["received_at_ms"]
         lines += ["", f"{key}: live ingestor, {lat['offered_msg_s']:,} msg/s x {lat['samples_per_message']} offered "
                       f"for {lat['seconds']:.0f} s ({lat['messages']:,} msgs, {lat['commits']} commits, mean batch "
-                      f"{lat['mean_batch']} msgs, ingestor CPU {lat['ingestor_cpu_pct']} %):",
+                      f"{lat['mean_batch']} msgs, ingestor CPU {lat['ingestor_cpu_pct']} %, "
+                      f"{lat['cpu_ms_per_1000_rows']} CPU ms per 1,000 rows with its backends):",
                   f"  publish -> commit      p50 {c['p50']:>7.1f} ms  p90 {c['p90']:>7.1f} ms  p99 {c['p99']:>7.1f} ms  "
                   f"max {c['max']:>7.1f} ms",
                   f"  publish -> txn start   p50 {rv['p50']:>7.1f} ms  p90 {rv['p90']:>7.1f} ms  p99 {rv['p99']:>7.1f} ms  "
