@@ -115,6 +115,7 @@ def main() -> int:
     ap.add_argument("--stall", type=float,
                     help="give up draining when the row count has not moved for this long (default 60 s; quick 20)")
     ap.add_argument("--seed", type=int, help="seed of the fault jitter and the unit simulation (default 8)")
+    ap.add_argument("--samples", type=int, help="samples per message, sent as one JSON array (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the ingestor logs (kept anyway on failure)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/chaos-*.json")
     args = ap.parse_args()
@@ -125,7 +126,7 @@ def main() -> int:
     plan = Plan.quick_plan() if args.quick else Plan()
     for name, attr in (("units", "units"), ("per_unit", "per_unit"), ("duration", "duration"),
                        ("clients", "clients"), ("db_down", "db_down_s"), ("broker_down", "broker_down_s"),
-                       ("seed", "seed"), ("side_units", "side_units")):
+                       ("seed", "seed"), ("side_units", "side_units"), ("samples", "samples")):
         if getattr(args, name) is not None:
             setattr(plan, attr, getattr(args, name))
     if args.faults:

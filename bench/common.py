@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -292,6 +293,8 @@ class UnitSim:
         self.run_count = self.rng.randrange(50_000, 900_000)
         self.run_hours = round(self.run_count / 40.0, 2)
         self.motor_temp = self.rng.uniform(30, 45)
+        self.leveling = round(self.rng.gauss(0, 2), 1)
+        self.door_close = round(self.rng.gauss(3100, 150), 0)
 
     def step(self, t: datetime, seq: int) -> Telemetry:
         r = self.rng
@@ -320,6 +323,11 @@ class UnitSim:
         self.motor_temp = min(max(self.motor_temp, 25.0), 80.0)
         if moving:
             self.run_hours = round(self.run_hours + 0.0003, 4)
+        else:  # the stop error at this landing, reported until the next stop
+            self.leveling = round(r.gauss(0, 2), 1)
+        if door == "closing":  # the last door close time, reported until the next close
+            self.door_close = round(r.gauss(3100, 150), 0)
+        # every contract field in every sample, as a controller reporting its full status does
         return Telemetry(
             time=t, unit_id=self.unit_id, seq=seq,
             mode="normal" if r.random() > 0.001 else "inspection",
@@ -329,24 +337,26 @@ class UnitSim:
             load_pct=round(r.uniform(0, 80), 1),
             vibration_mg=round(r.gauss(25 if moving else 3, 2), 2),
             motor_temp_c=round(self.motor_temp, 2),
-            leveling_mm=round(r.gauss(0, 2), 1) if not moving else None,
-            door_close_ms=round(r.gauss(3100, 150), 0) if door == "closing" else None,
+            leveling_mm=self.leveling, door_close_ms=self.door_close,
             run_count=self.run_count, run_hours=self.run_hours,
         )
 
 
+SAMPLE_STEP = timedelta(milliseconds=100)  # device clock between a unit's samples (10 Hz, inside the default rate limit)
+
+
 def write_dataset(root: Path, name: str, units: list[str], per_unit: int, samples_per_message: int,
-                  *, end: datetime, span: timedelta = timedelta(minutes=55), seed: int = 1) -> Dataset:
-    """Messages for every unit with ts spread over `span` ending at `end` (so none is stale or
-    in the future) and seq increasing from 0 per unit."""
+                  *, end: datetime, step: timedelta = SAMPLE_STEP, seed: int = 1) -> Dataset:
+    """Messages for every unit, its samples `step` apart on the device clock, the last one at
+    `end` (so none is stale or in the future), seq increasing from 0 per unit."""
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
     samples = per_unit * samples_per_message
-    step = span / samples
+    span = step * (samples - 1)
     files, last = {}, {}
     for k, unit in enumerate(units):
         sim = UnitSim(unit, seed)
-        start = end - span + timedelta(milliseconds=k)  # units are not in lock step
+        start = end - span - timedelta(milliseconds=k)  # units are not in lock step
         lines = []
         seq = 0
         for _ in range(per_unit):
@@ -372,24 +382,60 @@ def mosquitto_pub_cmd(port: int, unit: str, client_id: str) -> list[str]:
             "--nodelay", "-i", client_id, "-t", f"lift/{unit}/telemetry"]
 
 
+def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> float:
+    """Wait for one of our children to exit; return its user + system CPU seconds, exact (wait4)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return ru.ru_utime + ru.ru_stime
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.args[0]} still running after {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+class Publishers:
+    """One `mosquitto_pub -l -q 1` per unit, each sending its unit's file as fast as the broker
+    acknowledges (up to 1,000 in flight), all in parallel. A thread reaps them as they exit, so
+    `ended_epoch` is when the last one had its last PUBACK (within 10 ms), whenever `wait` is called."""
+
+    def __init__(self, procs: Processes, port: int, ds: Dataset, tag: str) -> None:
+        self.messages = ds.messages
+        self.started = time.perf_counter()
+        self.started_epoch = time.time()
+        self.running: list[subprocess.Popen] = []
+        for unit in ds.units:
+            with ds.files[unit].open("rb") as fh:
+                self.running.append(procs.start(mosquitto_pub_cmd(port, unit, f"pub-{tag}-{unit}"), stdin=fh,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        self.cpu_s = 0.0  # of the publisher processes
+        self.seconds = 0.0
+        self.ended_epoch = 0.0
+        self._reaper = threading.Thread(target=self._reap, name=f"reap-{tag}", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        for p in self.running:
+            self.cpu_s += wait_with_cpu(p, 3600)
+        self.seconds = time.perf_counter() - self.started
+        self.ended_epoch = time.time()
+
+    def wait(self) -> float:
+        """Until all have exited (the broker acknowledged every message); returns msg/s."""
+        self._reaper.join()
+        failed = [p.stderr.read().decode(errors="replace").strip()[:200] for p in self.running if p.returncode != 0]
+        for p in self.running:
+            p.stderr.close()
+        if failed:
+            raise RuntimeError(f"mosquitto_pub failed: {failed[:3]}")
+        return self.messages / self.seconds
+
+
 def publish_backlog(procs: Processes, port: int, ds: Dataset, tag: str) -> float:
     """Publish every message of `ds` at QoS 1 with one `mosquitto_pub -l` per unit in parallel;
     return once the broker has acknowledged all of them. Returns msg/s of the publish."""
-    t0 = time.perf_counter()
-    running = []
-    for unit in ds.units:
-        with ds.files[unit].open("rb") as fh:
-            running.append(procs.start(mosquitto_pub_cmd(port, unit, f"pub-{tag}-{unit}"), stdin=fh,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    failed = []
-    for p in running:
-        _, err = p.communicate()
-        if p.returncode != 0:
-            failed.append(err.decode(errors="replace").strip()[:200])
-    if failed:
-        raise RuntimeError(f"mosquitto_pub failed: {failed[:3]}")
-    dt = time.perf_counter() - t0
-    return ds.messages / dt
+    return Publishers(procs, port, ds, tag).wait()
 
 
 # --- database checks ------------------------------------------------------------------------
@@ -439,12 +485,20 @@ BENCH_UNIT_RATE = "100000"
 BENCH_UNIT_BURST = "100000"
 
 
-def env_for_ingest(dsn: str, mqtt_url: str, metrics_port: int = 0) -> dict[str, str]:
-    return {**os.environ, "LIFTWATCH_DATABASE_URL": dsn, "LIFTWATCH_MQTT_URL": mqtt_url,
-            "LIFTWATCH_METRICS_PORT": str(metrics_port), "LIFTWATCH_LOG_LEVEL": "INFO",
-            "LIFTWATCH_INGEST_UNIT_RATE": BENCH_UNIT_RATE, "LIFTWATCH_INGEST_UNIT_BURST": BENCH_UNIT_BURST,
-            # bench/ingest.py drains a backlog through a --group on a broker it never restarts
-            "LIFTWATCH_INGEST_ALLOW_VOLATILE_GROUP": "true", "PYTHONUNBUFFERED": "1"}
+def env_for_ingest(dsn: str, mqtt_url: str, metrics_port: int = 0, *, raise_rate_limit: bool = True
+                   ) -> dict[str, str]:
+    """The ingestor's environment; `raise_rate_limit=False` keeps the production default
+    (the throughput files stay inside it: 10 samples/s per unit on the device clock)."""
+    env = {**os.environ, "LIFTWATCH_DATABASE_URL": dsn, "LIFTWATCH_MQTT_URL": mqtt_url,
+           "LIFTWATCH_METRICS_PORT": str(metrics_port), "LIFTWATCH_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+           # bench/ingest.py may drain a backlog through a --group on a broker it never restarts
+           "LIFTWATCH_INGEST_ALLOW_VOLATILE_GROUP": "true"}
+    if raise_rate_limit:
+        env |= {"LIFTWATCH_INGEST_UNIT_RATE": BENCH_UNIT_RATE, "LIFTWATCH_INGEST_UNIT_BURST": BENCH_UNIT_BURST}
+    else:
+        for k in ("LIFTWATCH_INGEST_UNIT_RATE", "LIFTWATCH_INGEST_UNIT_BURST"):
+            env.pop(k, None)
+    return env
 
 
 def rejected(conn: psycopg.Connection) -> list[tuple[str, int]]:

@@ -59,8 +59,9 @@ class Inbox:
     """A FIFO of message runs that blocks the producer while over `max_items` or `max_bytes`
     (backpressure; a run is admitted whole, so the bound is exceeded by at most one read).
 
-    The consumer takes whole batches: it wakes when `batch_size` messages are waiting or when
-    `max_wait` seconds have passed since the oldest waiting message arrived.
+    The consumer takes whole batches: it wakes when `batch_size` messages or `batch_bytes` of
+    payload are waiting, or when `max_wait` seconds have passed since the oldest waiting message
+    arrived.
     """
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
@@ -71,6 +72,7 @@ class Inbox:
         self._max_bytes = max_bytes
         self._cond = threading.Condition()
         self._want = 1  # consumer is woken when this many items are waiting
+        self._want_bytes = max_bytes  # ... or this many payload bytes
 
     def __len__(self) -> int:
         return self._count
@@ -89,28 +91,32 @@ class Inbox:
             self._runs.append((run, size))
             self._count += len(run)
             self._bytes += size
-            if self._count >= self._want:
+            if self._count >= self._want or self._bytes >= self._want_bytes:
                 self._cond.notify_all()
 
-    def take(self, batch_size: int, max_wait: float, idle_timeout: float) -> Batch:
-        """Up to batch_size messages; an empty batch if nothing arrived within idle_timeout. The
-        wait for a full batch ends max_wait after the *oldest* waiting message arrived, so a
-        message that queued while the previous batch was being written does not wait a second
-        window."""
+    def take(self, batch_size: int, max_wait: float, idle_timeout: float, *, batch_bytes: int | None = None
+             ) -> Batch:
+        """Up to batch_size messages and about batch_bytes of payload (a socket read's run is not
+        split for bytes, so a batch may pass it by one run); an empty batch if nothing arrived
+        within idle_timeout. The wait for a full batch ends max_wait after the *oldest* waiting
+        message arrived, so a message that queued while the previous batch was being written
+        does not wait a second window."""
+        max_bytes = batch_bytes if batch_bytes is not None else self._max_bytes
         with self._cond:
             self._want = 1
             if not self._runs and not self._cond.wait_for(lambda: self._runs, idle_timeout):
                 return Batch.empty()
             deadline = self._runs[0][0].received[0] + max_wait
-            self._want = batch_size
-            while self._count < batch_size:
+            self._want, self._want_bytes = batch_size, max_bytes
+            while self._count < batch_size and self._bytes < max_bytes:
                 left = deadline - time.time()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            self._want = 1
+            self._want, self._want_bytes = 1, self._max_bytes
             out: Batch | None = None
-            while self._runs and (out is None or len(out) < batch_size):
+            taken_bytes = 0
+            while self._runs and (out is None or (len(out) < batch_size and taken_bytes < max_bytes)):
                 run, size = self._runs[0]
                 room = batch_size - (len(out) if out is not None else 0)
                 if len(run) > room:  # split the run: the rest stays at the head of the queue
@@ -122,6 +128,7 @@ class Inbox:
                     self._runs.popleft()
                 self._count -= len(run)
                 self._bytes -= size
+                taken_bytes += size
                 if out is None:
                     out = run
                 else:

@@ -62,6 +62,8 @@ class IngestMetrics:
         self.gaps = Counter(p + "seq_gaps", "seq gaps recorded", registry=r)
         self.entrapments = Counter(p + "entrapment_alerts", "entrapment alerts raised from the ingest path", registry=r)
         self.db_errors = Counter(p + "db_errors", "failed batch attempts (retried)", registry=r)
+        self.copy_fallbacks = Counter(p + "copy_fallbacks", "batches whose direct COPY met a stored row and were "
+                                      "written through INSERT ... ON CONFLICT instead", registry=r)
         self.batch_size = Histogram(p + "batch_size", "messages per committed batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r)
         self.commit_seconds = Histogram(p + "commit_seconds", "time to write and commit one batch",

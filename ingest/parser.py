@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import psycopg
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 MISS_REFRESH_MIN_S = 2.0  # an unknown unit triggers a registry reload at most this often
 TOPIC_CACHE_MAX = 100_000  # parsed topics remembered (two per unit); cleared when full, rebuilt as they come
 REJECT_PAYLOAD_KEEP = 64 * 1024  # bytes of a rejected payload kept for the operator to read
+_time = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -128,8 +130,8 @@ class Parser:
         """Validate a batch; raises RegistryUnavailable (the whole batch is to be retried)."""
         out = Parsed(batch)
         items, streams, published = out.items, out.streams, out.published
-        now = datetime.now(UTC)
-        topics, registry, limits = self._topics, self.registry, self.limits
+        window = self.limits.window(datetime.now(UTC))  # one ts range for the whole batch
+        topics, registry = self._topics, self.registry
         limiter = self.limiter if self.limiter.enabled else None
         for raw_topic, payload, dup, received in zip(batch.topics, batch.payloads, batch.dups, batch.received,
                                                      strict=True):
@@ -139,8 +141,8 @@ class Parser:
                     topic = self._topic(raw_topic)
                 if topic.unit_id not in registry.units and not registry.has(topic.unit_id):
                     raise ContractError(RejectReason.UNKNOWN_UNIT, f"unit {topic.unit_id!r} is not in the registry")
-                rows = parse_rows(topic, payload, now=now, limits=limits)
-                newest = (rows[0][0] if len(rows) == 1 else max(r[0] for r in rows)).timestamp()
+                rows = parse_rows(topic, payload, limits=self.limits, window=window)
+                newest = (rows[0][0] if len(rows) == 1 else max(map(_time, rows))).timestamp()
                 # a redelivery (DUP, set by the broker, never by the device) was charged when it
                 # first came, or that delivery went to a process that is gone: never charge twice
                 if limiter is not None and not dup and not limiter.allow(topic.unit_id, len(rows), newest, received):

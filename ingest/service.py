@@ -40,6 +40,7 @@ from liftwatch.validate import Limits
 log = logging.getLogger(__name__)
 
 BATCH_MAX_MESSAGES = 2000  # one COPY + INSERT + commit per ~2k messages amortises the round trips
+BATCH_MAX_BYTES = 8 * 1024 * 1024  # ~28 k full samples: bounds a batch's rows and memory when messages carry many
 FLUSH_INTERVAL_S = 0.05  # bounds publish-to-commit latency when traffic is light (p99 target 250 ms)
 RECEIVE_MAXIMUM = 3 * BATCH_MAX_MESSAGES  # unacked messages the broker may send: one batch in the
 #   database, the next filling, one in flight; paho's default of 20 would stall every batch
@@ -215,6 +216,7 @@ class Ingestor:
         m.rows.labels("telemetry").inc(result.rows["telemetry"])
         m.rows.labels("events").inc(result.rows["events"])
         m.duplicates.inc(result.duplicates)
+        m.copy_fallbacks.inc(result.copy_fallbacks)
         for r in result.rejects:
             m.rejected.labels(r.reason).inc()
         m.gaps.inc(len(result.gaps))
@@ -243,7 +245,8 @@ class Ingestor:
         try:
             while True:
                 draining = self._stop.is_set()
-                batch = self.inbox.take(BATCH_MAX_MESSAGES, FLUSH_INTERVAL_S, 0.05 if draining else IDLE_TICK_S)
+                batch = self.inbox.take(BATCH_MAX_MESSAGES, FLUSH_INTERVAL_S, 0.05 if draining else IDLE_TICK_S,
+                                        batch_bytes=BATCH_MAX_BYTES)
                 if batch:
                     parsed = self._parse_with_retry(batch)
                     if parsed is None:

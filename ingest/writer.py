@@ -1,4 +1,13 @@
-"""The write stage: COPY a parsed batch into staging, one INSERT ... ON CONFLICT DO NOTHING, commit.
+"""The write stage: COPY a parsed batch straight into `telemetry` (or, when a row may already be
+stored, into staging and one INSERT ... ON CONFLICT DO NOTHING), commit.
+
+Telemetry goes first by binary COPY straight into the hypertable: 2.8-4.9 us of PostgreSQL
+CPU a row against 6-8 us for COPY into staging plus INSERT ... SELECT ... ON CONFLICT (the
+speculative insertion probes the unique index twice per row), and the seqs to track are the
+batch's own. COPY cannot skip a row that is already stored, so a batch that may hold one (a
+broker redelivery, DUP set) takes the staging path at once, and any other batch falls back to
+it, in a fresh transaction, when the COPY meets the unique key (a device that sent a sample
+twice). Either way a row is stored once.
 
 Rows, rejects, seq gaps and entrapment alerts of one batch are committed in one transaction;
 the caller acknowledges the batch's MQTT messages only after `write()` returns. A batch the
@@ -13,6 +22,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 import orjson
 import psycopg
@@ -22,6 +32,7 @@ from ingest.parser import Parsed, Reject
 from liftwatch.contract import Event, RejectReason, Stream, Telemetry, Topic
 
 log = logging.getLogger(__name__)
+_time, _seq = itemgetter(0), itemgetter(2)
 
 
 _TEL_TYPES = ["timestamptz", "text", "int8", "text", "int2", "text", "bool", "text", "bool", "bool",
@@ -37,6 +48,7 @@ SETUP_SQL = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
 )
 COPY_TEL = f"COPY stage_telemetry ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)"
+COPY_TEL_DIRECT = f"COPY telemetry ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_EV = f"COPY stage_events ({_EV_COLS}) FROM STDIN (FORMAT BINARY)"
 COPY_REJ = f"COPY rejected_messages ({', '.join(_REJ_COLS)}) FROM STDIN (FORMAT BINARY)"
 INSERT_REJ_ONCE = (f"INSERT INTO rejected_messages ({', '.join(_REJ_COLS)}) "  # noqa: S608 (constants)
@@ -51,9 +63,13 @@ INSERT_EV = (f"INSERT INTO events ({_EV_COLS}) SELECT {_EV_COLS} FROM stage_even
              "ON CONFLICT DO NOTHING RETURNING unit_id, seq, time, code, state, source_code")
 LOCK_STATE = ("SELECT unit_id, next_seq, ahead, hole_since FROM unit_ingest_state "
               "WHERE unit_id = ANY(%s) ORDER BY unit_id FOR UPDATE")
-UPSERT_STATE = """
+# every unit of a batch in one statement: one executemany row per unit was one server statement per
+# unit, which a fleet's batch (one message from each of hundreds of units) pays per message;
+# `ahead` travels as an array literal, since units' arrays differ in length
+UPSERT_STATES = """
 INSERT INTO unit_ingest_state (unit_id, next_seq, ahead, hole_since, last_time, last_received_at)
-VALUES (%s, %s, %s, %s, %s, now())
+SELECT u, n, a::int8[], h, t, now()
+FROM unnest(%s::text[], %s::int8[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS s(u, n, a, h, t)
 ON CONFLICT (unit_id) DO UPDATE SET next_seq = EXCLUDED.next_seq, ahead = EXCLUDED.ahead,
     hole_since = EXCLUDED.hole_since, last_received_at = now(),
     last_time = GREATEST(unit_ingest_state.last_time, EXCLUDED.last_time)"""
@@ -89,6 +105,8 @@ class BatchResult:
     gaps: list[Gap] = field(default_factory=list)
     entrapments: list[Entrapment] = field(default_factory=list)
     published: list[float] = field(default_factory=list)  # device ts per accepted message
+    copy_fallbacks: int = 0  # direct COPYs that met a stored row and were redone through ON CONFLICT
+    direct: bool = False  # the telemetry went in by direct COPY (every row new)
 
 
 class BatchWriter:
@@ -134,7 +152,7 @@ class BatchWriter:
     def write(self, parsed: Parsed) -> BatchResult:
         """Write a parsed batch in one transaction (splitting around poison messages); commit; return."""
         try:
-            result = self._commit(parsed)
+            result = self._commit_once(parsed)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(parsed.msgs) > 1:
                 left, right = parsed.halves()
@@ -145,17 +163,28 @@ class BatchWriter:
                 log.warning("message refused by the database", extra={"topic": topic, "error": detail})
                 reject = Reject(topic, Topic.unit_from(topic), RejectReason.SCHEMA, detail, parsed.msgs.payloads[0],
                                 parsed.msgs.dups[0])
-                result = self._commit(Parsed(parsed.msgs, [reject], [None]))
+                result = self._commit(Parsed(parsed.msgs, [reject], [None]), direct=False)
         result.published = parsed.published
         return result
 
-    def _commit(self, parsed: Parsed) -> BatchResult:
-        tel: list[tuple] = []
+    def _commit_once(self, parsed: Parsed) -> BatchResult:
+        """Direct COPY unless a redelivery is in the batch; ON CONFLICT if the COPY met a stored row."""
+        if not any(parsed.msgs.dups):
+            try:
+                return self._commit(parsed, direct=True)
+            except psycopg.errors.UniqueViolation:
+                result = self._commit(parsed, direct=False)
+                result.copy_fallbacks += 1
+                return result
+        return self._commit(parsed, direct=False)
+
+    def _commit(self, parsed: Parsed, *, direct: bool) -> BatchResult:
+        tel: list[list[tuple]] = []  # per message
         ev: list[tuple] = []
         rejects: list[Reject] = []
         for item, stream in zip(parsed.items, parsed.streams, strict=True):
             if stream is Stream.TELEMETRY:
-                tel.extend(item)
+                tel.append(item)
             elif stream is Stream.EVENT:
                 ev.extend(item)
             else:
@@ -164,16 +193,29 @@ class BatchWriter:
         conn = self.connection()
         inserted: dict[str, list[int]] = defaultdict(list)
         last_time: dict[str, datetime] = {}
+        n_tel = sum(map(len, tel))
         with conn.transaction(), conn.cursor() as cur:
             if tel:
-                with cur.copy(COPY_TEL) as cp:
+                with cur.copy(COPY_TEL_DIRECT if direct else COPY_TEL) as cp:
                     cp.set_types(_TEL_TYPES)
-                    for row in tel:
-                        cp.write_row(row)
-                for unit_id, seqs, newest, n in cur.execute(INSERT_TEL).fetchall():
-                    inserted[unit_id].extend(seqs)
-                    last_time[unit_id] = newest
-                    result.rows["telemetry"] += n
+                    write_row = cp.write_row
+                    for rows in tel:
+                        for row in rows:
+                            write_row(row)
+                if direct:  # every row was inserted: the seqs to track are the batch's own
+                    for rows in tel:
+                        unit_id = rows[0][1]
+                        inserted[unit_id].extend(map(_seq, rows))
+                        newest = rows[0][0] if len(rows) == 1 else max(map(_time, rows))
+                        if unit_id not in last_time or newest > last_time[unit_id]:
+                            last_time[unit_id] = newest
+                    result.rows["telemetry"] = n_tel
+                    result.direct = True
+                else:
+                    for unit_id, seqs, newest, n in cur.execute(INSERT_TEL).fetchall():
+                        inserted[unit_id].extend(seqs)
+                        last_time[unit_id] = newest
+                        result.rows["telemetry"] += n
             if ev:
                 with cur.copy(COPY_EV) as cp:
                     cp.set_types(_EV_TYPES)
@@ -187,7 +229,7 @@ class BatchWriter:
                         last_time[unit_id] = t
                     if code == "entrapment" and state == "raised":
                         result.entrapments.append(Entrapment(unit_id, seq, t, source_code))
-            result.duplicates = len(tel) + len(ev) - result.rows["telemetry"] - result.rows["events"]
+            result.duplicates = n_tel + len(ev) - result.rows["telemetry"] - result.rows["events"]
             if rejects:
                 self._record_rejects(cur, rejects)
             if inserted:
@@ -201,13 +243,18 @@ class BatchWriter:
         now = datetime.now(UTC)
         states = {r[0]: SeqState(r[0], r[1], list(r[2]), r[3])
                   for r in cur.execute(LOCK_STATE, (sorted(inserted),)).fetchall()}
-        updates, fills, gaps = [], [], []
-        for unit_id in sorted(inserted):
+        units = sorted(inserted)
+        next_seqs, aheads, holes, newest = [], [], [], []
+        fills, gaps = [], []
+        for unit_id in units:
             state, late, forced = observe(states.get(unit_id), unit_id, inserted[unit_id], now)
-            updates.append((unit_id, state.next_seq, state.ahead, state.hole_since, last_time.get(unit_id)))
+            next_seqs.append(state.next_seq)
+            aheads.append("{" + ",".join(map(str, state.ahead)) + "}")
+            holes.append(state.hole_since)
+            newest.append(last_time.get(unit_id))
             fills.extend((unit_id, s) for s in late)
             gaps.extend(forced)
-        cur.executemany(UPSERT_STATE, updates)
+        cur.execute(UPSERT_STATES, (units, next_seqs, aheads, holes, newest))
         if fills:
             cur.executemany(FILL_GAP, fills)
         self._record_gaps(cur, gaps)
@@ -251,4 +298,6 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
         gaps=a.gaps + b.gaps,
         entrapments=a.entrapments + b.entrapments,
         published=a.published + b.published,
+        copy_fallbacks=a.copy_fallbacks + b.copy_fallbacks,
+        direct=a.direct and b.direct,
     )

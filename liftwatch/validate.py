@@ -6,8 +6,17 @@ first tries a msgspec decoder that validates a plain telemetry sample (only cont
 no extras) in C while parsing; whatever that decoder or the checks after it do not accept
 goes to `reference_rows`, which then accepts it (extras, unit_id keys) or names the reason.
 So the fast path can only ever accept what the reference accepts, with the same rows; a
-property test (tests/test_validate.py) holds the two to that. Profiling put the Python
-checks at ~4 us of a ~16 us message; the fast path takes ~1 us.
+property test (tests/test_validate.py) holds the two to that.
+
+`ts` is strict RFC 3339 on both paths (liftwatch.timestamps): the fast path checks the same
+grammar inside msgspec and parses with the same `datetime.fromisoformat`, and checks the
+accepted time window once per message against bounds computed once per batch (`Window`).
+The profile of 10-sample messages (docs/performance.md) had the old per-sample `parse_ts`
+call at 27 % of the ingestor's GIL time; per sample, one comprehension step now calls C
+functions (fromisoformat, astuple) and no Python function. The strict grammar spends in the
+regular expression engine what that call cost: callgrind counts 19.2 k instructions per row
+of a 10-sample message before and after (most of it msgspec's JSON decoding), so this path is
+now strict at the old price; the per-row saving was in the writer (ingest/writer.py).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -37,6 +47,7 @@ from liftwatch.contract import (
     Topic,
 )
 from liftwatch.errors import ContractError
+from liftwatch.timestamps import MAX_LENGTH, RFC3339_PATTERN, parse_rfc3339
 
 
 def _bad(field_name: str, why: str) -> ContractError:
@@ -60,14 +71,13 @@ def _has_nul(v: Any) -> bool:
 
 
 def parse_ts(value: Any, *, now: datetime, future_tolerance: timedelta, max_age: timedelta) -> datetime:
-    if type(value) is not str or len(value) < 20 or len(value) > 40 or value[10] not in "Tt ":
-        raise _bad("ts", f"expected an RFC 3339 date-time with offset, got {_show(value)}")
+    """A sample's ts: strict RFC 3339 (liftwatch.timestamps), inside [now - max_age, now + future_tolerance]."""
+    if type(value) is not str:
+        raise _bad("ts", f"expected an RFC 3339 date-time string, got {_show(value)}")
     try:
-        t = datetime.fromisoformat(value)
+        t = parse_rfc3339(value)
     except ValueError:
-        raise _bad("ts", f"not an RFC 3339 date-time: {_show(value)}") from None
-    if t.tzinfo is None:
-        raise _bad("ts", f"has no UTC offset: {_show(value)}")
+        raise _bad("ts", f"not an RFC 3339 date-time with Z or a ±hh:mm offset: {_show(value)}") from None
     if t > now + future_tolerance:
         raise ContractError(RejectReason.FUTURE_TS, f"ts {value} is {(t - now).total_seconds():.0f} s in the future")
     if t < now - max_age:
@@ -86,6 +96,18 @@ class Limits:
 
     future_tolerance: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=90)
+
+    def window(self, now: datetime) -> Window:
+        return Window(now, now - self.max_age, now + self.future_tolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The ts range accepted at one moment (`Limits.window`): computed once per batch, not per sample."""
+
+    now: datetime
+    oldest: datetime
+    newest: datetime
 
 
 def _common(obj: Any, unit_id: str, now: datetime, limits: Limits) -> tuple[datetime, int]:
@@ -230,6 +252,8 @@ def parse_message(
 # --- the fast path ------------------------------------------------------------------------------
 
 _Num = Annotated[float, msgspec.Meta(ge=-MAX_ABS_MEASURE, le=MAX_ABS_MEASURE)]  # ints arrive as float
+# ts: the strict RFC 3339 grammar, checked by msgspec in C while decoding; the calendar by fromisoformat
+_Ts = Annotated[str, msgspec.Meta(pattern=RFC3339_PATTERN, max_length=MAX_LENGTH)]
 
 
 class _PlainSample(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -253,33 +277,54 @@ class _PlainSample(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     run_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     run_hours: _Num | None = None
     v: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
-    ts: str  # checked by parse_ts, the same function the reference uses
+    ts: _Ts
 
 
 assert _PlainSample.__struct_fields__[:16] == Telemetry.COLUMNS[2:18]
 _FAST_DECODER: Final = msgspec.json.Decoder(_PlainSample | list[_PlainSample])
 _astuple = msgspec.structs.astuple
+_fromiso = datetime.fromisoformat
+_time = itemgetter(0)
 
 
-def _fast_telemetry(unit_id: str, payload: bytes, now: datetime, limits: Limits) -> list[tuple] | None:
-    """The rows of a plain telemetry payload, or None when the reference must decide."""
+def _fast_telemetry(unit_id: str, payload: bytes, window: Window) -> list[tuple] | None:
+    """The rows of a plain telemetry payload, or None when the reference must decide.
+
+    msgspec decodes and checks every field in C (ts against the RFC 3339 grammar); per sample
+    one comprehension step calls fromisoformat and astuple and builds the row, calling no
+    Python function. The window is checked on the message's oldest and newest ts."""
     try:
         doc = _FAST_DECODER.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    try:
         if type(doc) is list:
             if not doc:
                 return None
-            return [(parse_ts(s.ts, now=now, future_tolerance=limits.future_tolerance, max_age=limits.max_age),
-                     unit_id, *_astuple(s)[:16], None) for s in doc]
-        t = parse_ts(doc.ts, now=now, future_tolerance=limits.future_tolerance, max_age=limits.max_age)
-    except (msgspec.DecodeError, msgspec.ValidationError, ContractError):
+            rows = [(_fromiso(s.ts), unit_id, *_astuple(s)[:16], None) for s in doc]
+            if min(map(_time, rows)) < window.oldest or max(map(_time, rows)) > window.newest:
+                return None
+            return rows
+        t = _fromiso(doc.ts)
+    except ValueError:  # a day or offset that does not exist: the reference names it
+        return None
+    if t < window.oldest or t > window.newest:
         return None
     return [(t, unit_id, *_astuple(doc)[:16], None)]
 
 
-def parse_rows(topic: Topic, payload: bytes, *, now: datetime | None = None, limits: Limits = Limits()) -> list[tuple]:
-    """Validate one MQTT message (see `reference_rows`): the ingestor's hot path."""
+def parse_rows(topic: Topic, payload: bytes, *, now: datetime | None = None, limits: Limits = Limits(),
+               window: Window | None = None) -> list[tuple]:
+    """Validate one MQTT message (see `reference_rows`): the ingestor's hot path. `window`, when
+    given, must be `limits.window(now)` (the parse stage computes it once per batch)."""
+    if window is not None:
+        now = window.now
     if topic.stream is Stream.TELEMETRY and len(payload) <= MAX_PAYLOAD_BYTES:
-        rows = _fast_telemetry(topic.unit_id, payload, now or datetime.now(UTC), limits)
+        if window is None:
+            now = now or datetime.now(UTC)
+            window = limits.window(now)
+        rows = _fast_telemetry(topic.unit_id, payload, window)
         if rows is not None:
             return rows
+        now = window.now
     return reference_rows(topic, payload, now=now, limits=limits)

@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 
 from liftwatch.csvfile import Column, choice, columns_help, ident, read_rows, text
 from liftwatch.errors import ImportFileError
-from liftwatch.rfc3339 import parse_rfc3339
+from liftwatch.timestamps import parse_rfc3339
 from liftwatch.vocab import PLAN_KINDS
 
 COMMAND = "liftwatch maintenance import"

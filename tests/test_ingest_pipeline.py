@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -77,8 +78,8 @@ def test_fast_decoder_leaves_a_split_packet_and_refuses_a_malformed_one() -> Non
     assert not c._drain_publishes() and not cap.calls
 
 
-def _run(n: int, tag: bytes, received: float = 0.0) -> Batch:
-    return Batch.of([tag] * n, [tag * 10] * n, list(range(1, n + 1)), [False] * n, 1, received)
+def _run(n: int, tag: bytes, received: float = 0.0, size: int = 10) -> Batch:
+    return Batch.of([tag] * n, [tag * size] * n, list(range(1, n + 1)), [False] * n, 1, received)
 
 
 def test_inbox_splits_runs_at_the_batch_size_and_keeps_order() -> None:
@@ -136,3 +137,15 @@ def test_a_redelivered_reject_is_recorded_once(db_url: str) -> None:
     finally:
         writer.close()
         registry.close()
+
+
+def test_inbox_batches_are_bounded_in_payload_bytes_too() -> None:
+    """Messages of many samples: the batch ends by bytes (a proxy for rows) before its count."""
+    inbox = Inbox(max_items=1000, max_bytes=1 << 20)
+    for _ in range(6):
+        inbox.put(_run(10, b"t", time.time(), size=1000))  # runs of 10 messages of 1 kB, as socket reads bring them
+    t0 = time.monotonic()
+    first = inbox.take(100, max_wait=5.0, idle_timeout=0.1, batch_bytes=25_000)
+    assert time.monotonic() - t0 < 1.0  # woken by the bytes, not by the 5 s window
+    assert len(first) == 30 and len(inbox) == 30  # 25 kB reached inside the third run, which is not split
+    assert len(inbox.take(100, max_wait=0.0, idle_timeout=0.1, batch_bytes=25_000)) == 30

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -87,16 +87,20 @@ class DeviceClient:
         if reason_code.value:  # not plain Success: remember which message it was
             m = client._out_messages.get(mid)  # still there: paho pops it after this callback
             if m is not None:
-                key = (m.topic.split("/")[1], orjson.loads(m.payload)["seq"], str(reason_code))
-                # a failure code (>= 0x80) is not an acknowledgement, although paho marks the info
-                # published; "No matching subscribers" (0x10) is a success: the device is done with it
-                (self.refused if reason_code.is_failure else self.noted).append(key)
+                doc = orjson.loads(m.payload)
+                for d in doc if isinstance(doc, list) else [doc]:
+                    key = (m.topic.split("/")[1], d["seq"], str(reason_code))
+                    # a failure code (>= 0x80) is not an acknowledgement, although paho marks the info
+                    # published; "No matching subscribers" (0x10) is a success: the device is done with it
+                    (self.refused if reason_code.is_failure else self.noted).append(key)
 
-    def publish(self, unit: str, seq: int, ts_ms: int, payload: bytes, stream: str = "telemetry") -> None:
+    def publish(self, unit: str, samples: list[tuple[int, int]], payload: bytes, stream: str = "telemetry") -> None:
+        """One message carrying `samples` ((seq, ts_ms) each); every sample is audited on its own."""
         info = self.client.publish(f"lift/{unit}/{stream}", payload, qos=1)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            self.not_queued.append((unit, seq, mqtt.error_string(info.rc)))  # never handed to the wire
-        self.sent.append(Sent(unit, seq, ts_ms, info))  # NO_CONN: kept by paho, sent on reconnect
+        for seq, ts_ms in samples:
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self.not_queued.append((unit, seq, mqtt.error_string(info.rc)))  # never handed to the wire
+            self.sent.append(Sent(unit, seq, ts_ms, info))  # NO_CONN: kept by paho, sent on reconnect
 
     def unacked(self) -> int:
         return sum(not puback_received(s.info) for s in self.sent)
@@ -141,6 +145,8 @@ class Fleet:
         try:
             sims = {u: UnitSim(u, self.plan.seed) for u in self.units}
             interval = self.plan.duration / self.plan.per_unit
+            n = self.plan.samples  # a message's samples: step ms apart, the newest stamped now
+            step = timedelta(milliseconds=max(1, min(100, int(1000 * interval / n))))
             self.stream_started = time.monotonic()
             for seq in range(self.plan.per_unit):
                 due = self.stream_started + seq * interval
@@ -151,8 +157,10 @@ class Fleet:
                 for unit in self.units:
                     now = datetime.now(UTC)
                     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the contract's ms precision
-                    payload = encode(sims[unit].step(now, seq))
-                    self.client_of[unit].publish(unit, seq, int(now.timestamp() * 1000), payload)
+                    batch = [sims[unit].step(now - step * (n - 1 - i), seq * n + i) for i in range(n)]
+                    payload = encode(batch if n > 1 else batch[0])
+                    self.client_of[unit].publish(unit, [(b.seq, round(b.time.timestamp() * 1000)) for b in batch],
+                                                 payload)
                     self.published += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc

@@ -20,6 +20,7 @@ class Plan:
     topology: str = "single"  # single | standby | dual | shared (bench/chaoskit/ingestors.py)
     replicas: int = 1
     side_units: int = 20  # units whose events, bad messages and seq holes take the other write paths
+    samples: int = 1  # samples per message (a JSON array when more than one), seq and ts per sample
 
     @classmethod
     def quick_plan(cls) -> Plan:

@@ -74,7 +74,7 @@ def print_report(r: dict) -> None:
     print("| measure | value |")
     print("|---|---:|")
     rows = [
-        ("messages published", f"{r['published']:,}"),
+        ("samples published (one per message unless --samples)", f"{r['published']:,}"),
         ("acknowledged by the broker", f"{r['acked']:,}"),
         ("faults: ingestor kill -9", fk["ingestor_kill9"]),
         ("faults: broker restart (SIGTERM, persistence)", fk["broker_restart"]),

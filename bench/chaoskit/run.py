@@ -46,7 +46,8 @@ def run(plan: Plan, *, stall: float | None, keep: bool) -> dict:
     result: dict = {}
     passed = False
     try:
-        log(f"plan: {plan.units} units x {plan.per_unit} = {plan.messages:,} QoS1 messages over "
+        log(f"plan: {plan.units} units x {plan.per_unit} = {plan.messages:,} QoS1 messages of {plan.samples} "
+            f"sample(s) over "
             f"{plan.duration:.0f} s on {plan.n_clients} connections, {plan.side_units} side units; "
             f"{plan.replicas} ingestor(s), topology {plan.topology}; faults {','.join(plan.faults)}")
         broker_probe = probe_broker_restart()
@@ -97,7 +98,7 @@ def run(plan: Plan, *, stall: float | None, keep: bool) -> dict:
         unacked = fleet.wait_acked(timeout=180)
         all_acked_at = time.monotonic()
         log(f"publishers done: {unacked} messages without PUBACK")
-        target = fleet.published - unacked
+        target = fleet.published * plan.samples - unacked  # in samples, as the audit counts
         drain = wait_drained(dsn, target, stall or (20.0 if plan.quick else 60.0), timeout=600)
         drained_at = time.monotonic()
         log(f"drain: {'complete' if drain['complete'] else 'INCOMPLETE'} after {drain['waited_s']} s, "

@@ -79,7 +79,7 @@ class SideStream:
                 time.sleep(SPACING_S)
                 now = datetime.now(UTC)
                 bad = orjson.dumps({"v": 1, "ts": now.isoformat(), "seq": 1_000_000 + i, "floor": "high"})
-                self.client.publish(unit, -1, int(now.timestamp() * 1000), bad)
+                self.client.publish(unit, [(-1, int(now.timestamp() * 1000))], bad)
                 self.kinds[(unit, -1)] = "bad"
                 time.sleep(SPACING_S)
                 self._send(unit, 2, "cleared")
@@ -91,7 +91,7 @@ class SideStream:
         now = datetime.now(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         ev = Event(time=now, unit_id=unit, seq=seq, code="entrapment", state=state, source_code="E35")
-        self.client.publish(unit, seq, int(now.timestamp() * 1000), encode(ev), stream="event")
+        self.client.publish(unit, [(seq, int(now.timestamp() * 1000))], encode(ev), stream="event")
         self.kinds[(unit, seq)] = state
 
     def acked(self) -> Counter:

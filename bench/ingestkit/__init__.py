@@ -1,0 +1,1 @@
+"""The pieces of bench/ingest.py: CPU accounting, the contenders, the latency runs, the report."""
